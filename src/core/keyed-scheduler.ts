@@ -130,6 +130,22 @@ export class KeyedScheduler<T> {
     return dropped;
   }
 
+  /**
+   * Keeps the first `keep` items of `key` (a running head counts) and removes the rest, which
+   * are returned in order. Used to bound what a waiting key holds in memory.
+   */
+  trimKey(key: string, keep: number): T[] {
+    const state = this.keys.get(key);
+    if (state === undefined) return [];
+    const cut = Math.max(state.head + Math.max(keep, state.running ? 1 : 0), state.head);
+    if (cut >= state.queue.length) return [];
+    const dropped = state.queue.slice(cut).map((entry) => entry.item);
+    this.bufferedCount -= state.queue.length - cut;
+    state.queue.length = cut;
+    if (state.queue.length - state.head === 0 && !state.running) this.forget(key, state);
+    return dropped;
+  }
+
   /** Stops starting new items; running ones finish. */
   pause(): void {
     this.paused = true;

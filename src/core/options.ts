@@ -72,7 +72,7 @@ export function validateOptions<T extends object>(where: string, spec: OptionSpe
     throw new BotqueueError(ErrorCodes.INVALID_OPTION, `${where}: options must be an object, got ${describe(input)}`);
   }
   const known = Object.keys(spec);
-  const result: Record<string, unknown> = { ...defaults };
+  const result: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
   for (const [name, value] of Object.entries(input)) {
     const field = spec[name];
     if (field === undefined) {

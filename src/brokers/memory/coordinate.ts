@@ -1,0 +1,61 @@
+/**
+ * One member's heartbeat, lease renewal, acquisition and release, applied to a group in one
+ * step. A lease whose time has passed is only taken over, never revoked by time alone: the
+ * fence changes when the owner changes, not when the clock moves.
+ */
+import type { CoordinateRequest, CoordinateResult } from '../broker.js';
+import type { GroupState } from './state.js';
+
+export function coordinateGroup(group: GroupState, request: CoordinateRequest, now: number): CoordinateResult {
+  const { member, leaseMs } = request;
+  const leaseUntil = now + leaseMs;
+  const assignments = group.assignments;
+
+  group.members.set(member, leaseUntil);
+  for (const [name, expiresAt] of group.members) {
+    if (expiresAt <= now) group.members.delete(name);
+  }
+
+  for (const partition of request.release) {
+    const assignment = assignments[partition];
+    if (assignment?.owner === member) release(assignment);
+  }
+
+  for (const [partition, assignment] of assignments.entries()) {
+    if (assignment.owner !== member) continue;
+    assignment.leaseUntil = leaseUntil;
+    assignment.inFlight = request.inFlight[partition] ?? 0;
+  }
+
+  for (const partition of request.acquire) {
+    const assignment = assignments[partition];
+    if (assignment === undefined || assignment.owner === member) continue;
+    if (assignment.owner !== null && assignment.leaseUntil > now) continue;
+    assignment.owner = member;
+    assignment.fence += 1;
+    assignment.leaseUntil = leaseUntil;
+    assignment.inFlight = request.inFlight[partition] ?? 0;
+  }
+
+  group.orderViolations += request.orderViolations;
+
+  if (request.leaving === true) {
+    for (const assignment of assignments) {
+      if (assignment.owner === member) release(assignment);
+    }
+    group.members.delete(member);
+  }
+
+  const owned = new Map<number, number>();
+  for (const [partition, assignment] of assignments.entries()) {
+    if (assignment.owner === member) owned.set(partition, assignment.fence);
+  }
+  const members = [...group.members.keys()].sort();
+  return { members, owned, controlVersion: group.controlVersion, partitions: assignments.length };
+}
+
+function release(assignment: GroupState['assignments'][number]): void {
+  assignment.owner = null;
+  assignment.leaseUntil = 0;
+  assignment.inFlight = 0;
+}
