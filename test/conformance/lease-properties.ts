@@ -16,16 +16,29 @@ type Command =
   | { t: 'beat'; m: Member; acquire: boolean }
   | { t: 'release'; m: Member }
   | { t: 'advance'; steps: number }
-  | { t: 'settle'; m: Member; pick: number; kind: 'ack' | 'retry' };
+  | { t: 'settle'; m: Member; pick: number; kind: 'ack' | 'retry'; fenceAge: number };
 
 const member = fc.constantFrom<Member>('A', 'B');
 const command: fc.Arbitrary<Command> = fc.oneof(
-  fc.constant({ t: 'publish' as const }),
-  fc.record({ t: fc.constant('beat' as const), m: member, acquire: fc.boolean() }),
-  fc.record({ t: fc.constant('release' as const), m: member }),
-  fc.record({ t: fc.constant('advance' as const), steps: fc.integer({ min: 0, max: 30 }) }),
-  fc.record({ t: fc.constant('settle' as const), m: member, pick: fc.nat(), kind: fc.constantFrom<'ack' | 'retry'>('ack', 'retry') }),
+  { weight: 2, arbitrary: fc.constant({ t: 'publish' as const }) },
+  { weight: 4, arbitrary: fc.record({ t: fc.constant('beat' as const), m: member, acquire: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('release' as const), m: member }) },
+  { weight: 3, arbitrary: fc.record({ t: fc.constant('advance' as const), steps: fc.integer({ min: 0, max: 30 }) }) },
+  { weight: 4, arbitrary: fc.record({ t: fc.constant('settle' as const), m: member, pick: fc.nat(), kind: fc.constantFrom<'ack' | 'retry'>('ack', 'retry'), fenceAge: fc.nat({ max: 2 }) }) },
 );
+
+/** The zombie case, always tried: A owns, loses the partition to B, takes it back, then settles with its first fence. */
+const zombie: Command[] = [
+  { t: 'publish' },
+  { t: 'beat', m: 'A', acquire: true },
+  { t: 'advance', steps: 30 },
+  { t: 'beat', m: 'B', acquire: true },
+  { t: 'advance', steps: 30 },
+  { t: 'beat', m: 'A', acquire: true },
+  { t: 'settle', m: 'A', pick: 0, kind: 'ack', fenceAge: 1 },
+  { t: 'settle', m: 'B', pick: 0, kind: 'ack', fenceAge: 0 },
+  { t: 'settle', m: 'A', pick: 0, kind: 'ack', fenceAge: 0 },
+];
 
 // Times move in steps of 7 ms and leases last 100 ms, so no check ever lands exactly on an
 // expiry instant: the property does not depend on `<` versus `<=` at the boundary.
@@ -36,14 +49,15 @@ export function describeLeaseProperties(factory: BackendFactory): void {
   describe('lease and settle interleavings (property-based)', () => {
     test('a settlement is applied exactly when its fence is current; nothing is lost or settled twice', async () => {
       await fc.assert(
-        fc.asyncProperty(fc.array(command, { minLength: 1, maxLength: 40 }), async (commands) => {
+        fc.asyncProperty(fc.array(command, { minLength: 1, maxLength: 60 }), async (commands) => {
           let now = 7 * 200_000_000_000;
           const broker = await factory.brokerWithClock(() => now);
           try {
             await broker.ensureTopic('lease', { partitions: 1, dedupWindowMs: 60_000 });
             await broker.ensureGroup('lease', 'g');
             const model = { owner: null as Member | null, fence: 0, leaseUntil: 0, members: new Map<Member, number>(), pending: new Set<number>() };
-            const known: Record<Member, number> = { A: -1, B: -1 };
+            // Every fence each member was given, newest last: a zombie settles with an old one.
+            const given: Record<Member, number[]> = { A: [], B: [] };
             const published: number[] = [];
             let lastFence = 0;
             let counter = 0;
@@ -79,7 +93,7 @@ export function describeLeaseProperties(factory: BackendFactory): void {
                   assert.deepEqual([...result.owned.keys()], model.owner === c.m ? [0] : [], `owned partitions of ${c.m}`);
                   if (model.owner === c.m) {
                     assert.equal(result.owned.get(0), model.fence);
-                    known[c.m] = model.fence;
+                    if (given[c.m].at(-1) !== model.fence) given[c.m].push(model.fence);
                   }
                   assert.deepEqual(result.members, [...model.members.keys()].sort());
                   break;
@@ -87,14 +101,16 @@ export function describeLeaseProperties(factory: BackendFactory): void {
                 case 'settle': {
                   if (published.length === 0) break;
                   const seq = published[c.pick % published.length]!;
-                  const lease = { topic: 'lease', group: 'g', partition: 0, member: c.m, fence: known[c.m] };
+                  const fences = given[c.m];
+                  const fence = fences[Math.max(0, fences.length - 1 - c.fenceAge)] ?? -1;
+                  const lease = { topic: 'lease', group: 'g', partition: 0, member: c.m, fence };
                   const [outcome] = await broker.settle([
                     c.kind === 'ack'
                       ? { kind: 'ack', lease, seq }
                       : { kind: 'retry', lease, seq, attempts: 1, notBefore: 0, error: { message: 'x' }, failedAt: now },
                   ]);
-                  const expected = model.owner !== c.m || model.fence !== known[c.m] ? 'fenced' : model.pending.has(seq) ? 'ok' : 'missing';
-                  assert.equal(outcome, expected, `settle ${c.kind} of ${seq} by ${c.m} (fence ${known[c.m]}, owner ${model.owner}/${model.fence})`);
+                  const expected = model.owner !== c.m || model.fence !== fence ? 'fenced' : model.pending.has(seq) ? 'ok' : 'missing';
+                  assert.equal(outcome, expected, `settle ${c.kind} of ${seq} by ${c.m} (fence ${fence}, owner ${model.owner}/${model.fence})`);
                   if (outcome === 'ok' && c.kind === 'ack') model.pending.delete(seq);
                   break;
                 }
@@ -106,7 +122,7 @@ export function describeLeaseProperties(factory: BackendFactory): void {
             await broker.close();
           }
         }),
-        { numRuns: 60 },
+        { numRuns: 150, examples: [[zombie]] },
       );
     });
   });
