@@ -81,7 +81,7 @@ export class Botqueue {
   readonly options: Readonly<ConnectOptions>;
   readonly deadLetters: DeadLetters;
   private readonly topics = new Map<string, Promise<TopicInfo>>();
-  private readonly workers = new Set<Worker<never>>();
+  private readonly workers = new Set<{ close(): Promise<unknown> }>();
   private closed = false;
 
   constructor(broker: Broker, options: ConnectOptions) {
@@ -157,9 +157,9 @@ export class Botqueue {
     const broker = this.open();
     const worker: Worker<P> = new Worker<P>(broker, topic, handler, options, {
       resolveTopic: () => this.topic(topic),
-      onClose: () => this.workers.delete(worker as Worker<never>),
+      onClose: () => this.workers.delete(worker),
     });
-    this.workers.add(worker as Worker<never>);
+    this.workers.add(worker);
     return worker;
   }
 
