@@ -476,24 +476,7 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
   }
 
   private context(item: Item, attempt: number): HandlerContext {
-    const signal = AbortSignal.any([item.run.abort.signal, this.shutdownAbort.signal]);
-    const { topic, group, broker } = this;
-    const messageId = item.delivery.id;
-    return {
-      attempt,
-      topic,
-      group,
-      signal,
-      async once<R>(name: string, fn: () => R | Promise<R>): Promise<R> {
-        if (typeof name !== 'string' || name.length === 0) throw new BotqueueError(ErrorCodes.INVALID_OPTION, 'ctx.once needs a non-empty step name');
-        const recorded = await broker.getEffect(topic, group, messageId, name);
-        if (recorded !== undefined) return (recorded === null ? undefined : JSON.parse(recorded)) as R;
-        const result = await fn();
-        const json = result === undefined ? null : (JSON.stringify(result) ?? null);
-        await broker.putEffect(topic, group, messageId, name, json);
-        return result;
-      },
-    };
+    return new MessageContext(this.broker, this.topic, this.group, item.delivery.id, attempt, item.run.abort.signal, this.shutdownAbort.signal);
   }
 
   private async succeed(item: Item, attempt: number, started: number): Promise<RunOutcome> {
@@ -664,5 +647,35 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
   private reportError(error: unknown): void {
     if (this.listenerCount('error') === 0) return;
     this.emit('error', error instanceof Error ? error : new Error(String(error)));
+  }
+}
+
+/** The `ctx` a handler gets. The abort signal is built only if the handler reads it. */
+class MessageContext implements HandlerContext {
+  private combined: AbortSignal | undefined;
+
+  constructor(
+    private readonly broker: Broker,
+    readonly topic: string,
+    readonly group: string,
+    private readonly messageId: string,
+    readonly attempt: number,
+    private readonly leaseSignal: AbortSignal,
+    private readonly shutdownSignal: AbortSignal,
+  ) {}
+
+  get signal(): AbortSignal {
+    this.combined ??= AbortSignal.any([this.leaseSignal, this.shutdownSignal]);
+    return this.combined;
+  }
+
+  async once<R>(name: string, fn: () => R | Promise<R>): Promise<R> {
+    if (typeof name !== 'string' || name.length === 0) throw new BotqueueError(ErrorCodes.INVALID_OPTION, 'ctx.once needs a non-empty step name');
+    const recorded = await this.broker.getEffect(this.topic, this.group, this.messageId, name);
+    if (recorded !== undefined) return (recorded === null ? undefined : JSON.parse(recorded)) as R;
+    const result = await fn();
+    const json = result === undefined ? null : (JSON.stringify(result) ?? null);
+    await this.broker.putEffect(this.topic, this.group, this.messageId, name, json);
+    return result;
   }
 }
