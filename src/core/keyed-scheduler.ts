@@ -135,6 +135,7 @@ export class KeyedScheduler<T> {
    * are returned in order. Used to bound what a waiting key holds in memory.
    */
   trimKey(key: string, keep: number): T[] {
+    if (!Number.isInteger(keep) || keep < 0) throw new RangeError(`keep must be a non-negative integer, got ${keep}`);
     const state = this.keys.get(key);
     if (state === undefined) return [];
     const cut = Math.max(state.head + Math.max(keep, state.running ? 1 : 0), state.head);
@@ -213,7 +214,11 @@ export class KeyedScheduler<T> {
     try {
       outcome = await this.opts.run(entry.item, key);
     } catch (error) {
-      this.opts.onRunError?.(error, entry.item, key);
+      try {
+        this.opts.onRunError?.(error, entry.item, key);
+      } catch {
+        // A throwing error reporter must not jam the key or leak its slot.
+      }
       outcome = { kind: 'retry', at: this.opts.now() + this.opts.retryAfterCrashMs };
     }
     state.running = false;

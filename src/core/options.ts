@@ -74,7 +74,8 @@ export function validateOptions<T extends object>(where: string, spec: OptionSpe
   const known = Object.keys(spec);
   const result: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
   for (const [name, value] of Object.entries(input)) {
-    const field = spec[name];
+    // Own keys only: inherited names such as `constructor` or `__proto__` are unknown options too.
+    const field = Object.hasOwn(spec, name) ? spec[name] : undefined;
     if (field === undefined) {
       const hint = closest(name, known);
       throw invalid(where, `unknown option "${name}"${hint === undefined ? '' : ` (did you mean "${hint}"?)`}; known options: ${known.join(', ')}`, name);
