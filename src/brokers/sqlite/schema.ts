@@ -1,0 +1,192 @@
+import Database from 'better-sqlite3';
+import { BotqueueError, ErrorCodes } from '../../core/errors.js';
+import type { ResolvedSqliteOptions } from './options.js';
+
+/**
+ * The whole broker state lives in this file, so that the gateway and any number of worker
+ * processes can share it. Why it differs from the plain names-everywhere layout:
+ *
+ * - Topics and groups get small integer ids (`tid`, `gid`). The hot tables (pending,
+ *   assignments, members, effects, dedup) are keyed by them, which keeps their B-trees small
+ *   and their comparisons cheap. Ids never change and nothing is ever deleted from `topics`
+ *   or `groups`, so a process may cache name -> id (and the partition count).
+ * - `messages.seq` is the rowid, so seq is global and increasing in commit order, hence
+ *   per partition too. SQLite would reuse the highest rowid after it is deleted (all
+ *   messages acked), so seqs come from `meta.next_seq`, read and written once per
+ *   group-commit transaction instead of paying for AUTOINCREMENT on every insert.
+ * - `messages.refs` counts the pending rows (one per subscribed group) still pointing at the
+ *   message; the message row is deleted when it reaches zero. This is "delete the message
+ *   when no group still has it pending" without a second index on pending(seq). A message
+ *   published while the topic has no group keeps refs = 0 and stays until a group arrives
+ *   (that group then receives it).
+ * - `messages.not_before` keeps the publisher's delay so a group created later gets it too.
+ * - dead_letters keeps topic and group names (it is what operators filter on and it
+ *   outlives nothing else), plus `error_message` next to the error JSON so filtering by error
+ *   text needs no JSON parsing.
+ * - `effects` is keyed by topic id and group *name*: a step may be recorded for a group
+ *   before (or without) its subscription, as the port allows.
+ * - `dedup` and `effects` have an index on `expires_at` so housekeeping deletes expired
+ *   rows in small batches without scanning the table (inserts land at the index's end).
+ * - Records expire at `expires_at`: alive while now < expires_at, the same boundary for
+ *   dedup records, effects, member heartbeats and leases.
+ * - `dead_letters.dlq_id` is AUTOINCREMENT: an id an operator saw is never given to another
+ *   dead letter after a purge.
+ */
+const SCHEMA_VERSION = 1;
+
+const DDL = `
+CREATE TABLE IF NOT EXISTS meta (
+  name TEXT PRIMARY KEY,
+  value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO meta (name, value) VALUES ('next_seq', 1);
+
+CREATE TABLE IF NOT EXISTS topics (
+  tid INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  partitions INTEGER NOT NULL,
+  dedup_window_ms INTEGER NOT NULL,
+  created_at INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS groups (
+  gid INTEGER PRIMARY KEY,
+  tid INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  control_version INTEGER NOT NULL DEFAULT 0,
+  order_violations INTEGER NOT NULL DEFAULT 0,
+  UNIQUE (tid, name)
+);
+
+-- Small columns first: they stay in the row's first page when the payload overflows.
+CREATE TABLE IF NOT EXISTS messages (
+  seq INTEGER PRIMARY KEY,
+  tid INTEGER NOT NULL,
+  partition INTEGER NOT NULL,
+  refs INTEGER NOT NULL,
+  not_before INTEGER NOT NULL,
+  published_at INTEGER NOT NULL,
+  id TEXT NOT NULL,
+  key TEXT,
+  headers TEXT,
+  payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_topic ON messages (tid);
+
+CREATE TABLE IF NOT EXISTS pending (
+  gid INTEGER NOT NULL,
+  partition INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  not_before INTEGER NOT NULL,
+  attempts INTEGER NOT NULL,
+  first_failed_at INTEGER,
+  parked INTEGER NOT NULL,
+  PRIMARY KEY (gid, partition, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS pending_parked ON pending (gid) WHERE parked = 1;
+
+CREATE TABLE IF NOT EXISTS dedup (
+  tid INTEGER NOT NULL,
+  id TEXT NOT NULL,
+  partition INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  PRIMARY KEY (tid, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedup_expiry ON dedup (expires_at);
+
+CREATE TABLE IF NOT EXISTS assignments (
+  gid INTEGER NOT NULL,
+  partition INTEGER NOT NULL,
+  owner TEXT,
+  fence INTEGER NOT NULL,
+  lease_until INTEGER NOT NULL,
+  in_flight INTEGER NOT NULL,
+  PRIMARY KEY (gid, partition)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS members (
+  gid INTEGER NOT NULL,
+  member TEXT NOT NULL,
+  expires_at INTEGER NOT NULL,
+  PRIMARY KEY (gid, member)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS dead_letters (
+  dlq_id INTEGER PRIMARY KEY AUTOINCREMENT,
+  topic TEXT NOT NULL,
+  grp TEXT NOT NULL,
+  partition INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  id TEXT NOT NULL,
+  key TEXT,
+  published_at INTEGER NOT NULL,
+  attempts INTEGER NOT NULL,
+  first_failed_at INTEGER NOT NULL,
+  last_failed_at INTEGER NOT NULL,
+  parked INTEGER NOT NULL,
+  error_message TEXT NOT NULL,
+  error TEXT NOT NULL,
+  headers TEXT,
+  payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_by_group ON dead_letters (topic, grp);
+CREATE INDEX IF NOT EXISTS dead_letters_by_key ON dead_letters (key) WHERE key IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS effects (
+  tid INTEGER NOT NULL,
+  grp TEXT NOT NULL,
+  message_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  result TEXT,
+  expires_at INTEGER NOT NULL,
+  PRIMARY KEY (tid, grp, message_id, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS effects_expiry ON effects (expires_at);
+`;
+
+function migrate(db: Database.Database): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version === SCHEMA_VERSION) return;
+  if (version > SCHEMA_VERSION) {
+    throw new BotqueueError(
+      ErrorCodes.BROKER_UNAVAILABLE,
+      `the sqlite file has schema version ${version}, newer than this botqueue understands (${SCHEMA_VERSION}); upgrade botqueue`,
+    );
+  }
+  // BEGIN IMMEDIATE: two processes opening a new file at once create the tables one after the other.
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    db.exec(DDL);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    db.exec('COMMIT');
+  } catch (error) {
+    if (db.inTransaction) db.exec('ROLLBACK');
+    throw error;
+  }
+}
+
+/** Opens (creating when missing) the file with botqueue's settings and schema. */
+export function openDatabase(path: string, options: ResolvedSqliteOptions): Database.Database {
+  const db = new Database(path, { timeout: options.busyTimeoutMs });
+  try {
+    db.pragma(`busy_timeout = ${options.busyTimeoutMs}`);
+    const mode = db.pragma('journal_mode = WAL', { simple: true });
+    if (mode !== 'wal' && path !== ':memory:') {
+      throw new BotqueueError(ErrorCodes.BROKER_UNAVAILABLE, `could not switch ${path} to WAL mode (got ${String(mode)}); is it on a network file system?`);
+    }
+    // FULL syncs the WAL at every commit, so a resolved publish survives a power loss.
+    // NORMAL (opt-in) syncs only at checkpoints: it may lose the last commits on a power loss,
+    // but never on a process crash or kill -9, since the WAL is already in the OS.
+    db.pragma(`synchronous = ${options.synchronous}`);
+    db.pragma('foreign_keys = OFF');
+    db.pragma('temp_store = MEMORY');
+    db.pragma('cache_size = -32768');
+    migrate(db);
+    return db;
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+}
