@@ -1,14 +1,16 @@
 // @ts-check
 import js from '@eslint/js';
+import { defineConfig } from 'eslint/config';
 import tseslint from 'typescript-eslint';
 
 /** Import boundaries: core imports no backend, worker or API; no backend imports another. */
 const backends = ['memory', 'sqlite', 'rabbitmq'];
+/** @param {string[]} patterns @param {string} message */
 const boundary = (patterns, message) => ({
   'no-restricted-imports': ['error', { patterns: patterns.map((group) => ({ group: [group], message })) }],
 });
 
-export default tseslint.config(
+export default defineConfig(
   { ignores: ['dist/**', 'node_modules/**', '.tmp/**', 'data/**'] },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
