@@ -17,7 +17,12 @@ export type RunOutcome =
 
 export interface KeyedSchedulerOptions<T> {
   concurrency: number;
-  run: (item: T, key: string) => Promise<RunOutcome>;
+  /**
+   * Runs one item. `releaseSlot` may be called once the expensive part is over (a handler
+   * returned, its settlement is being written): the concurrency slot goes to another key
+   * while this key stays held until the returned promise settles.
+   */
+  run: (item: T, key: string, releaseSlot: () => void) => Promise<RunOutcome>;
   /** Called when `run` itself throws; the item is then retried after `retryAfterCrashMs`. */
   onRunError?: (error: unknown, item: T, key: string) => void;
   retryAfterCrashMs?: number;
@@ -44,6 +49,8 @@ export class KeyedScheduler<T> {
   private readonly readyKeys: string[] = [];
   private readyHead = 0;
   private runningCount = 0;
+  /** Keys whose head is running, slot released or not. */
+  private heldCount = 0;
   private bufferedCount = 0;
   private paused = false;
   private idleWaiters: Array<() => void> = [];
@@ -157,9 +164,9 @@ export class KeyedScheduler<T> {
     this.pump();
   }
 
-  /** Resolves when no item is running. */
+  /** Resolves when no item is running (including items that released their slot). */
   whenIdle(): Promise<void> {
-    if (this.runningCount === 0) return Promise.resolve();
+    if (this.heldCount === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -205,14 +212,22 @@ export class KeyedScheduler<T> {
       if (head === undefined || state.parked || state.running) continue;
       state.running = true;
       this.runningCount++;
+      this.heldCount++;
       void this.execute(key, state, head);
     }
   }
 
   private async execute(key: string, state: KeyState<T>, entry: Entry<T>): Promise<void> {
+    let holdsSlot = true;
+    const releaseSlot = (): void => {
+      if (!holdsSlot) return;
+      holdsSlot = false;
+      this.runningCount--;
+      this.pump();
+    };
     let outcome: RunOutcome;
     try {
-      outcome = await this.opts.run(entry.item, key);
+      outcome = await this.opts.run(entry.item, key, releaseSlot);
     } catch (error) {
       try {
         this.opts.onRunError?.(error, entry.item, key);
@@ -222,7 +237,8 @@ export class KeyedScheduler<T> {
       outcome = { kind: 'retry', at: this.opts.now() + this.opts.retryAfterCrashMs };
     }
     state.running = false;
-    this.runningCount--;
+    this.heldCount--;
+    if (holdsSlot) this.runningCount--;
     switch (outcome.kind) {
       case 'done':
       case 'done-and-park':
@@ -250,7 +266,7 @@ export class KeyedScheduler<T> {
     } else {
       this.wake(key, state);
     }
-    if (this.runningCount === 0 && this.idleWaiters.length > 0) {
+    if (this.heldCount === 0 && this.idleWaiters.length > 0) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const w of waiters) w();

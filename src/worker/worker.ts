@@ -5,7 +5,7 @@ import { backoffDelay } from '../core/backoff.js';
 import type { Envelope } from '../core/envelope.js';
 import { BotqueueError, ErrorCodes, PermanentError, describeError } from '../core/errors.js';
 import { KeyedScheduler, type RunOutcome } from '../core/keyed-scheduler.js';
-import type { Broker, Delivery, Lease, Settlement, TopicInfo } from '../brokers/broker.js';
+import type { Broker, Delivery, Lease, SettleOutcome, Settlement, TopicInfo } from '../brokers/broker.js';
 import { assignedPartitions } from './assignment.js';
 import type { WorkerEvents } from './events.js';
 import { OrderCheck } from './order-check.js';
@@ -46,6 +46,11 @@ interface PartitionRun {
   fetchedUpTo: number;
   /** While set, the scan re-reads from here (after a key's overflow) until it reaches `fetchedUpTo`. */
   rewindFrom: number | null;
+  /**
+   * Keys the running re-read serves. Every other row it passes is in memory or belongs to a key
+   * with a mark, so once all of these are full again (marked anew) the re-read can stop early.
+   */
+  rewindKeys: Set<string>;
   /** Overflow marks released by draining keys; applied when no fetch is in flight. */
   pendingRewind: { from: number; keys: string[] } | null;
   /** Seqs held in memory (buffered, running or being settled). */
@@ -103,6 +108,7 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
   private members: string[] = [];
   private controlVersion = -1;
   private reservedRoom = 0;
+  private settleQueue: Array<{ settlement: Settlement; resolve: (outcome: SettleOutcome) => void; reject: (error: unknown) => void }> = [];
   private fetchCursor = 0;
   private unreportedViolations = 0;
   private tickTimer: NodeJS.Timeout | undefined;
@@ -124,7 +130,7 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
     this.hooks = hooks;
     this.scheduler = new KeyedScheduler<Item>({
       concurrency: this.options.concurrency,
-      run: (item, key) => this.runItem(item, key),
+      run: (item, key, releaseSlot) => this.runItem(item, key, releaseSlot),
       onRunError: (error) => this.reportError(error),
     });
     this.ready = this.start();
@@ -258,6 +264,7 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
       lease: { topic: this.topic, group: this.group, partition, member: this.member, fence },
       fetchedUpTo: 0,
       rewindFrom: null,
+      rewindKeys: new Set(),
       pendingRewind: null,
       inMemory: new Set(),
       settledDuringFetch: null,
@@ -358,7 +365,10 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
     run.fetching = true;
     if (run.pendingRewind !== null) {
       // Applied only here, with no fetch in flight, so no older read can slip a key's later message past its mark.
-      for (const key of run.pendingRewind.keys) run.overflowed.delete(key);
+      for (const key of run.pendingRewind.keys) {
+        run.overflowed.delete(key);
+        run.rewindKeys.add(key);
+      }
       run.rewindFrom = Math.min(run.rewindFrom ?? Number.POSITIVE_INFINITY, run.pendingRewind.from);
       run.pendingRewind = null;
     }
@@ -392,8 +402,9 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
       this.accept(run, delivery, now);
     }
     if (rewinding) {
-      if (deliveries.length < take || last >= run.fetchedUpTo) {
+      if (deliveries.length < take || last >= run.fetchedUpTo || run.rewindKeys.size === 0) {
         run.rewindFrom = null;
+        run.rewindKeys.clear();
         run.fetchedUpTo = Math.max(run.fetchedUpTo, last);
         run.caughtUp = deliveries.length < take && run.pendingRewind === null;
       } else {
@@ -416,6 +427,7 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
       const share = run.waiting.has(key) ? 1 : this.options.perKeyBuffer;
       if (this.scheduler.keyLength(key) >= share) {
         run.overflowed.set(key, Math.min(mark ?? delivery.seq, delivery.seq));
+        run.rewindKeys.delete(key);
         return;
       }
       if (delivery.parked || delivery.notBefore > now) run.waiting.add(key);
@@ -426,7 +438,7 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
 
   // ---------------------------------------------------------------- handling
 
-  private async runItem(item: Item, schedulerKey: string): Promise<RunOutcome> {
+  private async runItem(item: Item, schedulerKey: string, releaseSlot: () => void): Promise<RunOutcome> {
     const { run, delivery } = item;
     if (run.lost || this.runs.get(run.partition) !== run) {
       run.inMemory.delete(delivery.seq);
@@ -467,6 +479,8 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
         failed = true;
         failure = error;
       }
+      // The handler is done: another key may start while this one's settlement is written.
+      releaseSlot();
       outcome = failed ? await this.fail(item, attempt, failure, schedulerKey) : await this.succeed(item, attempt, started);
     } finally {
       run.inFlight--;
@@ -555,7 +569,7 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
     const run = item.run;
     let outcome;
     try {
-      [outcome] = await this.broker.settle([settlement]);
+      outcome = await this.settleBatched(settlement);
     } catch (error) {
       this.reportError(error);
       return null;
@@ -568,6 +582,30 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
     }
     return 'gone';
   }
+
+  /**
+   * Settlements made in the same turn go to the broker in one call: one write for all of them
+   * (a backend checks each lease once per run of settlements).
+   */
+  private settleBatched(settlement: Settlement): Promise<SettleOutcome> {
+    return new Promise<SettleOutcome>((resolve, reject) => {
+      this.settleQueue.push({ settlement, resolve, reject });
+      if (this.settleQueue.length === 1) queueMicrotask(this.flushSettlements);
+    });
+  }
+
+  private readonly flushSettlements = (): void => {
+    const batch = this.settleQueue;
+    this.settleQueue = [];
+    this.broker.settle(batch.map((entry) => entry.settlement)).then(
+      (outcomes) => {
+        for (let i = 0; i < batch.length; i++) batch[i]!.resolve(outcomes[i] ?? 'missing');
+      },
+      (error: unknown) => {
+        for (const entry of batch) entry.reject(error);
+      },
+    );
+  };
 
   /** The message left this worker's hands: free its slot and, if its key had overflowed, read the key again. */
   private forget(run: PartitionRun, delivery: Delivery): void {
