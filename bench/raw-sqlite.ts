@@ -3,8 +3,9 @@
  * settings as botqueue's default (journal_mode WAL, synchronous FULL), on the same disk.
  *
  * - loop: insert a batch of 1,000 rows in one transaction; then, in one transaction, read the
- *   head of the queue (SELECT ... ORDER BY seq LIMIT 1000) and delete each row by its primary
- *   key (one ack per message). Two durable commits per 1,000 messages.
+ *   head of the queue (SELECT ... ORDER BY seq LIMIT 1000), parse each payload for a no-op
+ *   handler and delete each row by its primary key (one ack per message). Two durable commits
+ *   per 1,000 messages.
  * - single: one INSERT per transaction (autocommit), i.e. one WAL sync per message.
  */
 import Database from 'better-sqlite3';
@@ -33,9 +34,17 @@ export function rawLoop(dir: string, total: number, batch: number, payloadOf: (i
     const produce = db.transaction((rows: { key: string; payload: string }[]) => {
       for (const row of rows) insert.run(row.key, row.payload);
     });
+    // Like botqueue's worker, hand each message's parsed payload to a (no-op) handler before its ack.
+    let handled = 0;
+    const handler = (payload: unknown): void => {
+      if (payload !== null) handled++;
+    };
     const consume = db.transaction((limit: number): number => {
       const rows = read.all(limit);
-      for (const row of rows) remove.run(row[0]);
+      for (const row of rows) {
+        handler(JSON.parse(row[2]));
+        remove.run(row[0]);
+      }
       return rows.length;
     });
     let consumed = 0;
@@ -51,7 +60,7 @@ export function rawLoop(dir: string, total: number, batch: number, payloadOf: (i
       consumed += consume(count);
     }
     const elapsed = (performance.now() - started) / 1000;
-    if (consumed !== total) throw new Error(`raw loop consumed ${consumed} of ${total}`);
+    if (consumed !== total || handled !== total) throw new Error(`raw loop consumed ${consumed} and handled ${handled} of ${total}`);
     return total / elapsed;
   } finally {
     db.close();

@@ -373,8 +373,8 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
       run.pendingRewind = null;
     }
     const rewinding = run.rewindFrom !== null;
-    // A rewind serves a few drained keys: read in small steps so the re-read stays cheap.
-    const take = rewinding ? Math.min(limit, this.options.perKeyBuffer * 2) : limit;
+    // A re-read serves a few drained keys: read about what they can take, so it stays cheap.
+    const take = rewinding ? Math.min(limit, Math.max(this.options.perKeyBuffer, 2 * this.rewindRoom(run))) : limit;
     const after = run.rewindFrom ?? run.fetchedUpTo;
     this.reservedRoom += take;
     run.settledDuringFetch = new Set();
@@ -415,6 +415,13 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
       run.caughtUp = deliveries.length < take && run.pendingRewind === null;
     }
     this.pumpFetch();
+  }
+
+  /** How many messages the keys a re-read serves can still take. */
+  private rewindRoom(run: PartitionRun): number {
+    let room = 0;
+    for (const key of run.rewindKeys) room += Math.max(0, this.options.perKeyBuffer - this.scheduler.keyLength(key));
+    return room;
   }
 
   /** Puts a fetched message in memory, unless its key already holds its share. */
