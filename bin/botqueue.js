@@ -1,0 +1,8 @@
+#!/usr/bin/env node
+// The botqueue CLI. tsx is registered so that a botqueue.config.ts and TypeScript handler
+// modules load as they are, without a build step of the user's.
+import { register } from 'tsx/esm/api';
+
+register();
+const { main } = await import('../dist/cli/main.js');
+process.exitCode = await main(process.argv.slice(2));
