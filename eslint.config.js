@@ -16,7 +16,7 @@ export default defineConfig(
   ...tseslint.configs.strictTypeChecked,
   {
     languageOptions: {
-      parserOptions: { projectService: { allowDefaultProject: ['eslint.config.js'] }, tsconfigRootDir: import.meta.dirname },
+      parserOptions: { projectService: { allowDefaultProject: ['eslint.config.js', 'bin/*.js'] }, tsconfigRootDir: import.meta.dirname },
     },
     rules: {
       '@typescript-eslint/no-floating-promises': [
@@ -42,6 +42,10 @@ export default defineConfig(
       `a backend depends on src/core and src/brokers/broker.ts only, never on another backend or the worker`,
     ),
   })),
+  {
+    files: ['bin/*.js'],
+    languageOptions: { globals: { process: 'readonly' } },
+  },
   {
     files: ['test/**/*.ts', 'bench/**/*.ts'],
     rules: {
