@@ -4,5 +4,6 @@
 import { register } from 'tsx/esm/api';
 
 register();
-const { main } = await import('../dist/cli/main.js');
-process.exitCode = await main(process.argv.slice(2));
+/** @type {{ main(argv: string[]): Promise<number> }} */
+const cli = await import('../dist/cli/main.js');
+process.exitCode = await cli.main(process.argv.slice(2));
