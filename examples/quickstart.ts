@@ -25,12 +25,14 @@ await new Promise<void>((resolve) => {
 
 console.log(await bq.stats()); // per topic, group and partition: backlog, in flight, oldest age, DLQ size, parked keys
 const letters = await bq.deadLetters.list({ topic: 'updates', group: 'bot', limit: 50 });
+console.log(`${letters.length} dead letters`);
 await bq.deadLetters.redrive({ topic: 'updates', key: 'chat:42' }); // back to the topic and key
 await bq.deadLetters.purge({ topic: 'updates', errorContains: 'not a text update' });
 
 await worker.close(); // finishes running handlers (deadline: shutdownTimeoutMs), releases partitions
 await bq.close();
 
-async function sendReply(chat: string | null, text: string): Promise<void> {
-  console.log(`reply to ${chat}: ${text}`);
+function sendReply(chat: string | null, text: string): Promise<void> {
+  console.log(`reply to ${chat}: ${text}`); // your platform's API call goes here
+  return Promise.resolve();
 }
