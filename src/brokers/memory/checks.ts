@@ -1,20 +1,10 @@
 /**
- * Checks of what callers hand the broker. A misspelt dead-letter filter key must fail, not
- * match everything: a purge with `{ topc: 'x' }` would otherwise delete the whole store.
+ * Checks of what callers hand the broker.
  */
 import type { CoordinateRequest, DeadLetterFilter, DeadLetterListOptions, TopicSettings } from '../broker.js';
 import { BotqueueError, ErrorCodes } from '../../core/errors.js';
 import { validateOptions, type OptionSpec } from '../../core/options.js';
-
-const FILTER_SPEC: OptionSpec = {
-  topic: { type: 'string' },
-  group: { type: 'string' },
-  key: { type: 'string' },
-  dlqIds: { type: 'object' },
-  errorContains: { type: 'string' },
-};
-
-const LIST_SPEC: OptionSpec = { ...FILTER_SPEC, limit: { type: 'integer', min: 0 }, afterDlqId: { type: 'integer', min: 0 } };
+import { checkDeadLetterFilter } from '../dead-letter-filter.js';
 
 const TOPIC_SPEC: OptionSpec = {
   partitions: { type: 'integer', min: 1, max: 65536 },
@@ -25,22 +15,12 @@ function invalid(message: string, option: string): BotqueueError {
   return new BotqueueError(ErrorCodes.INVALID_OPTION, message, { details: { option } });
 }
 
-function checkFilterWith(where: string, spec: OptionSpec, input: unknown): DeadLetterListOptions {
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) throw invalid(`${where}: the filter must be an object`, 'filter');
-  const { dlqIds, ...rest } = input as Record<string, unknown>;
-  validateOptions(where, spec, rest, {});
-  if (dlqIds !== undefined && (!Array.isArray(dlqIds) || !dlqIds.every((id) => Number.isInteger(id)))) {
-    throw invalid(`${where}: option "dlqIds" must be an array of integers`, 'dlqIds');
-  }
-  return input;
-}
-
 export function checkFilter(where: string, input: unknown): DeadLetterFilter {
-  return checkFilterWith(where, FILTER_SPEC, input);
+  return checkDeadLetterFilter(where, input, false);
 }
 
 export function checkListOptions(input: unknown): DeadLetterListOptions {
-  return checkFilterWith('listDeadLetters', LIST_SPEC, input ?? {});
+  return checkDeadLetterFilter('listDeadLetters', input ?? {}, true);
 }
 
 export function checkTopicSettings(topic: string, input: unknown): TopicSettings {

@@ -1,35 +1,8 @@
 import type Database from 'better-sqlite3';
-import { BotqueueError, ErrorCodes } from '../../core/errors.js';
-import { validateOptions, type OptionSpec } from '../../core/options.js';
-import type { DeadLetterFilter, DeadLetterListOptions } from '../broker.js';
-
-const FILTER_SPEC: OptionSpec = {
-  topic: { type: 'string' },
-  group: { type: 'string' },
-  key: { type: 'string' },
-  dlqIds: { type: 'object' },
-  errorContains: { type: 'string' },
-};
-const LIST_SPEC: OptionSpec = { ...FILTER_SPEC, limit: { type: 'integer', min: 0 }, afterDlqId: { type: 'integer', min: 0 } };
+import type { DeadLetterFilter } from '../broker.js';
 
 /** Name of the SQL function the filter uses for a case-insensitive substring of the error. */
 const ICONTAINS = 'botqueue_icontains';
-
-/**
- * Checks a dead-letter filter (or list options) where it enters. A misspelt key must fail,
- * not match everything: a purge with `{ topc: 'x' }` would otherwise delete the whole store.
- */
-export function checkFilter(where: string, input: unknown, list: boolean): DeadLetterListOptions {
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
-    throw new BotqueueError(ErrorCodes.INVALID_OPTION, `${where}: the filter must be an object`, { details: { option: 'filter' } });
-  }
-  const { dlqIds, ...rest } = input as Record<string, unknown>;
-  validateOptions(where, list ? LIST_SPEC : FILTER_SPEC, rest, {});
-  if (dlqIds !== undefined && (!Array.isArray(dlqIds) || !dlqIds.every((id) => Number.isSafeInteger(id)))) {
-    throw new BotqueueError(ErrorCodes.INVALID_OPTION, `${where}: option "dlqIds" must be an array of integers`, { details: { option: 'dlqIds' } });
-  }
-  return input;
-}
 
 /**
  * Builds and caches (per shape of filter) `SELECT <columns> FROM dead_letters WHERE ...

@@ -29,7 +29,8 @@ import type {
 import { Catalog, topicInfo } from './catalog.js';
 import { checkCoordinateRequest, Coordinator } from './coordinate.js';
 import { DeadLetters, DLQ_CHUNK, type ChunkResult } from './dead-letters.js';
-import { checkFilter, FilterQueries } from './dlq-filter.js';
+import { checkDeadLetterFilter } from '../dead-letter-filter.js';
+import { FilterQueries } from './dlq-filter.js';
 import { Effects } from './effects.js';
 import { closedError, toBrokerError } from './errors.js';
 import { Fetcher } from './fetch.js';
@@ -181,7 +182,7 @@ export class SqliteBroker implements Broker {
   }
 
   listDeadLetters(options: DeadLetterListOptions): Promise<DeadLetter[]> {
-    return this.read('list dead letters', () => this.deadLetters.list(checkFilter('listDeadLetters', options, true)));
+    return this.read('list dead letters', () => this.deadLetters.list(checkDeadLetterFilter('listDeadLetters', options, true)));
   }
 
   redriveDeadLetters(filter: DeadLetterFilter): Promise<number> {
@@ -255,7 +256,7 @@ export class SqliteBroker implements Broker {
     filter: DeadLetterFilter,
     chunk: (tx: WriteTx, filter: DeadLetterFilter, afterDlqId: number) => ChunkResult,
   ): Promise<number> {
-    const checked = checkFilter(where, filter, false);
+    const checked = checkDeadLetterFilter(where, filter, false);
     let after = 0;
     let total = 0;
     for (;;) {
