@@ -1,0 +1,83 @@
+/** `botqueue stats [topic]`: per topic and group, what waits, what runs and what failed. */
+import type { TopicStats } from '../brokers/broker.js';
+import { GLOBAL_FLAGS_HELP, withClient, type Command, type CommandContext, type Flags } from './context.js';
+import { CliError } from './errors.js';
+import { formatAge, table, type Column } from './output.js';
+
+const help = `Usage: botqueue stats [topic] [--partitions] [--json]
+
+Per topic and consumer group: backlog (pending messages), in flight, age of the oldest
+pending message, dead letters, parked keys, live members and order violations (must be 0).
+
+Flags:
+  --partitions   add a row per partition (backlog, in flight, oldest age, owner)
+  --json         print {"topics": [...]} exactly as the library's stats() returns it (see docs/cli.md)
+
+${GLOBAL_FLAGS_HELP}`;
+
+export const command: Command = {
+  summary: 'backlog, in flight, oldest age, dead letters, parked keys per topic and group',
+  help,
+  flags: { partitions: { type: 'boolean' }, json: { type: 'boolean' } },
+  run,
+};
+
+async function run(ctx: CommandContext, flags: Flags): Promise<number> {
+  const [topic] = flags.expectPositionals(0, 1, '');
+  const stats = await withClient(ctx, (bq) => bq.stats(topic));
+  if (topic !== undefined && stats.length === 0) {
+    throw new CliError(`topic "${topic}" does not exist`, 'see the topics with botqueue topics list');
+  }
+  if (flags.boolean('json')) {
+    ctx.out.json({ topics: stats });
+    return 0;
+  }
+  if (stats.length === 0) {
+    ctx.out.line('no topics yet: publish a message (botqueue publish <topic>) or create one (botqueue topics create <name>)');
+    return 0;
+  }
+  for (const line of statsTable(stats, flags.boolean('partitions'))) ctx.out.line(line);
+  return 0;
+}
+
+/** The table: a row per (topic, group), and with `partitions` a row per partition under it. */
+export function statsTable(stats: TopicStats[], partitions: boolean): string[] {
+  const columns: Column[] = [
+    { title: 'TOPIC' },
+    { title: 'GROUP' },
+    { title: 'BACKLOG', align: 'right' },
+    { title: 'IN FLIGHT', align: 'right' },
+    { title: 'OLDEST', align: 'right' },
+    { title: 'DLQ', align: 'right' },
+    { title: 'PARKED KEYS', align: 'right' },
+    { title: 'MEMBERS', align: 'right' },
+    { title: 'ORDER VIOLATIONS', align: 'right' },
+  ];
+  if (partitions) columns.push({ title: 'OWNER' });
+  const rows: string[][] = [];
+  for (const t of stats) {
+    if (t.groups.length === 0) {
+      rows.push([t.topic, '(no group)', '-', '-', '-', '-', '-', '-', '-', ...(partitions ? [''] : [])]);
+      continue;
+    }
+    for (const g of t.groups) {
+      rows.push([
+        t.topic,
+        g.group,
+        String(g.backlog),
+        String(g.inFlight),
+        formatAge(g.oldestAgeMs),
+        String(g.deadLetters),
+        String(g.parkedKeys),
+        String(g.members),
+        String(g.orderViolations),
+        ...(partitions ? [''] : []),
+      ]);
+      if (!partitions) continue;
+      for (const p of g.partitions) {
+        rows.push(['', `  partition ${p.partition}`, String(p.backlog), String(p.inFlight), formatAge(p.oldestAgeMs), '', '', '', '', p.owner ?? '-']);
+      }
+    }
+  }
+  return table(columns, rows);
+}
