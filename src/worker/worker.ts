@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { backoffDelay } from '../core/backoff.js';
 import type { Envelope } from '../core/envelope.js';
-import { BotqueueError, ErrorCodes, PermanentError, describeError } from '../core/errors.js';
+import { BotqueueError, ErrorCodes, describeError } from '../core/errors.js';
 import { KeyedScheduler, type RunOutcome } from '../core/keyed-scheduler.js';
 import type { Broker, Delivery, Lease, SettleOutcome, Settlement, TopicInfo } from '../brokers/broker.js';
 import { assignedPartitions } from './assignment.js';
@@ -521,7 +521,7 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
     const { run, delivery } = item;
     const error = describeError(failure);
     const now = Date.now();
-    const exhausted = failure instanceof PermanentError || attempt >= this.options.maxAttempts;
+    const exhausted = hasPermanentCode(failure) || attempt >= this.options.maxAttempts;
     if (exhausted) {
       const park = this.options.onExhausted === 'park-key';
       const settled = await this.settle({ kind: 'dead', lease: run.lease, seq: delivery.seq, attempts: attempt, error, failedAt: now, park }, item);
@@ -693,6 +693,11 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
     if (this.listenerCount('error') === 0) return;
     this.emit('error', error instanceof Error ? error : new Error(String(error)));
   }
+}
+
+/** A PermanentError, recognised by its code: a handler may import it from another copy of botqueue. */
+function hasPermanentCode(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === ErrorCodes.PERMANENT_FAILURE;
 }
 
 /** The `ctx` a handler gets. The abort signal is built only if the handler reads it. */
