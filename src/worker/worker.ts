@@ -110,6 +110,7 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
   private reservedRoom = 0;
   private settleQueue: Array<{ settlement: Settlement; resolve: (outcome: SettleOutcome) => void; reject: (error: unknown) => void }> = [];
   private fetchCursor = 0;
+  private pumpQueued = false;
   private unreportedViolations = 0;
   private tickTimer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
@@ -345,7 +346,8 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
   }
 
   private pumpFetch(): void {
-    if (this.closing) return;
+    this.pumpQueued = false;
+    if (this.closing || this.options.prefetch - this.scheduler.size - this.reservedRoom <= 0) return;
     const runs = [...this.runs.values()];
     // Start where the last pump stopped, so that with a full buffer no partition starves.
     for (let i = 0; i < runs.length; i++) {
@@ -626,7 +628,11 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
         this.requestRewind(run, mark - 1, [key]);
       }
     }
-    queueMicrotask(() => this.pumpFetch());
+    if (!this.pumpQueued) {
+      // Once per turn, however many messages were settled in it.
+      this.pumpQueued = true;
+      queueMicrotask(() => this.pumpFetch());
+    }
   }
 
   // ---------------------------------------------------------------- shutdown
