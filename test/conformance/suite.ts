@@ -189,6 +189,36 @@ export function describeConformance(factory: BackendFactory): void {
       });
     });
 
+    describe('3b. the built-in order check', () => {
+      test('a backend that hands a key\'s messages out of order is caught and counted in stats', async () => {
+        const bq = await open();
+        await bq.createTopic('t3b', { partitions: 1 });
+        await bq.publishBatch('t3b', Array.from({ length: 6 }, (_, i) => ({ key: 'k', id: `o${i}`, payload: i })));
+        // A faulty backend: the real broker, but every fetch comes back in reverse seq order.
+        const reversing = new Proxy(bq.broker, {
+          get(target, property, receiver) {
+            const value: unknown = Reflect.get(target, property, receiver);
+            if (property === 'fetch') {
+              return async (...args: Parameters<typeof target.fetch>) => (await target.fetch(...args)).reverse();
+            }
+            return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+          },
+        });
+        const { Worker } = await import('../../src/worker/worker.js');
+        const seen: number[] = [];
+        const violations: number[] = [];
+        const worker = new Worker<number>(reversing, 't3b', (m) => void seen.push(m.payload), { group: 'g', ...FAST });
+        worker.on('order-violation', (e) => violations.push(e.seq));
+        await waitFor('all six handled', () => seen.length === 6);
+        await worker.close();
+        assert.deepEqual(seen, [5, 4, 3, 2, 1, 0], 'the faulty backend really reordered');
+        assert.equal(worker.orderViolations, 5);
+        assert.equal(violations.length, 5);
+        const [stats] = await bq.stats('t3b');
+        assert.equal(stats?.groups[0]?.orderViolations, 5, 'the violations reached stats');
+      });
+    });
+
     describe('4. parallel across keys', () => {
       test('a stuck key does not stall other keys, and concurrency is respected', async () => {
         const bq = await open();
