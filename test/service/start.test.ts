@@ -39,6 +39,7 @@ async function retained(dir: string, topic: string): Promise<number> {
 }
 
 interface DeadLetterAnswer {
+  dlqId: number;
   id: string;
   key: string;
   attempts: number;
@@ -196,6 +197,21 @@ describe('botqueue start: HTTP API', () => {
     assert.equal(letter!.attempts, 1);
     assert.deepEqual(letter!.payload, { poison: true });
     assert.match(letter!.error.message, /poisoned on purpose/);
+
+    const post = (path: string, body: unknown, headers: Record<string, string> = auth) =>
+      service.fetch(path, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    assert.equal((await post('/v1/dead-letters/redrive', { topic: 'orders' }, {})).status, 401, 'redrive is an admin route');
+    const everything = await post('/v1/dead-letters/purge', {});
+    assert.equal(everything.status, 400, 'an empty filter is refused without "all": true');
+    assert.equal((await post('/v1/dead-letters/purge', { topik: 'orders' })).status, 400);
+    // Redriven, the poison fails again and comes back as a new dead letter; then it is purged.
+    assert.deepEqual(await json(await post('/v1/dead-letters/redrive', { topic: 'orders', key: 'k9' })), { redriven: 1 });
+    await waitFor('dead-lettered again after the redrive', async () => {
+      const again = (await json(await service.fetch('/v1/dead-letters?topic=orders&group=shop', { headers: auth }))).deadLetters;
+      return again.length === 1 && again[0]!.dlqId !== letter!.dlqId;
+    });
+    assert.deepEqual(await json(await post('/v1/dead-letters/purge', { topic: 'orders', key: 'k9' })), { purged: 1 });
+    assert.equal((await json(await service.fetch('/v1/dead-letters?topic=orders', { headers: auth }))).deadLetters.length, 0);
   });
 
   test('503 with Retry-After when a topic is at its maxBacklog; nothing stored', async () => {

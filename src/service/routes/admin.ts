@@ -4,10 +4,13 @@
  * - `GET /v1/stats[?topic=]`: per topic, group and partition (see `Botqueue.stats`).
  * - `GET /v1/dead-letters?topic=&group=&key=&errorContains=&limit=&afterDlqId=`: a page of dead
  *   letters with their payloads; `next` is the `afterDlqId` of the following page (null at the end).
+ * - `POST /v1/dead-letters/redrive` and `POST /v1/dead-letters/purge` with a JSON filter
+ *   `{ topic?, group?, key?, errorContains?, dlqIds? }` (an empty filter needs `"all": true`):
+ *   `{ "redriven": n }` / `{ "purged": n }`.
  */
 import type { FastifyInstance } from 'fastify';
 import type { Botqueue } from '../../client.js';
-import type { DeadLetter, DeadLetterListOptions } from '../../index.js';
+import type { DeadLetter, DeadLetterFilter, DeadLetterListOptions } from '../../index.js';
 import type { AuthCheck } from '../auth.js';
 import { HttpError, HttpErrorCodes } from '../http-errors.js';
 
@@ -34,6 +37,28 @@ export function registerAdminRoutes(app: FastifyInstance, options: { bq: Botqueu
     const letters = await bq.deadLetters.list(list);
     return { deadLetters: letters.map(present), next: letters.length === limit ? letters[letters.length - 1]!.dlqId : null };
   });
+
+  app.post('/v1/dead-letters/redrive', { preHandler: auth }, async (request) => ({ redriven: await bq.deadLetters.redrive(readFilter(request.body)) }));
+  app.post('/v1/dead-letters/purge', { preHandler: auth }, async (request) => ({ purged: await bq.deadLetters.purge(readFilter(request.body)) }));
+}
+
+const FILTER_FIELDS = ['topic', 'group', 'key', 'errorContains', 'dlqIds'] as const;
+
+/** A redrive/purge filter from a JSON body; the backend checks the field types. Empty needs `all: true`. */
+function readFilter(body: unknown): DeadLetterFilter {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new HttpError(400, HttpErrorCodes.INVALID_BODY, 'the body must be a JSON filter such as { "topic": "updates", "key": "chat:42" }');
+  }
+  const { all, ...filter } = body as Record<string, unknown>;
+  for (const name of Object.keys(filter)) {
+    if (!(FILTER_FIELDS as readonly string[]).includes(name)) {
+      throw new HttpError(400, HttpErrorCodes.INVALID_BODY, `unknown filter field "${name}"; known: ${FILTER_FIELDS.join(', ')}, all`);
+    }
+  }
+  if (Object.keys(filter).length === 0 && all !== true) {
+    throw new HttpError(400, HttpErrorCodes.INVALID_BODY, 'an empty filter matches every dead letter: name a topic, group, key, errorContains or dlqIds, or send "all": true');
+  }
+  return filter;
 }
 
 /** A dead letter with its payload as JSON rather than JSON text. */
