@@ -166,17 +166,19 @@ export class GroupCommitWriter {
     let fatal: { error: unknown; what: string } | undefined;
 
     this.tx.begin();
+    // A lone operation needs no savepoint: if it fails, the whole transaction is rolled back.
+    const guarded = batch.length > 1;
     for (let i = 0; i < batch.length; i++) {
       const op = batch[i]!;
       const mark = this.tx.mark();
       try {
-        this.savepoint.run();
+        if (guarded) this.savepoint.run();
         results[i] = op.run(this.tx);
-        this.release.run();
+        if (guarded) this.release.run();
       } catch (error) {
         // Some errors (I/O, disk full, busy on a spill) make SQLite roll back the whole
         // transaction: then no operation of the batch was written.
-        if (!this.db.inTransaction) {
+        if (!guarded || !this.db.inTransaction) {
           fatal = { error, what: op.what };
           break;
         }
