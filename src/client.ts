@@ -12,6 +12,8 @@ export const DEFAULT_URL = 'sqlite:./data/botqueue.db';
 const backends: Record<string, () => Promise<{ open(url: string): Promise<Broker> }>> = {
   'sqlite:': () => import('./brokers/sqlite/index.js'),
   'memory:': () => import('./brokers/memory/index.js'),
+  'amqp:': () => import('./brokers/rabbitmq/index.js'),
+  'amqps:': () => import('./brokers/rabbitmq/index.js'),
 };
 
 export interface ConnectOptions {
@@ -43,7 +45,8 @@ const topicSpec: OptionSpec = {
 
 /**
  * Opens a botqueue on the backend the URL names: `sqlite:./path.db` (the default, embedded),
- * `memory:` (one process, for tests).
+ * `memory:` (one process, for tests), `amqp://…` (RabbitMQ, with a shared PostgreSQL store from
+ * `BOTQUEUE_STORE_URL`).
  *
  * @example
  * const bq = await connect(process.env.BOTQUEUE_URL ?? 'sqlite:./data/botqueue.db');
@@ -60,7 +63,7 @@ export async function connect(url: string = DEFAULT_URL, options?: Partial<Conne
   if (load === undefined) {
     throw new BotqueueError(
       ErrorCodes.UNSUPPORTED_URL,
-      `unsupported botqueue URL "${url.replace(/\/\/[^@/]*@/, '//***@')}": supported schemes are ${Object.keys(backends).join(', ')} (e.g. sqlite:./data/botqueue.db or memory:)`,
+      `unsupported botqueue URL "${url.replace(/\/\/[^@/]*@/, '//***@')}": supported schemes are ${Object.keys(backends).join(', ')} (e.g. sqlite:./data/botqueue.db, memory: or amqp://guest:guest@127.0.0.1:5672)`,
       { details: { supported: Object.keys(backends) } },
     );
   }

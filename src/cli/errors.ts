@@ -41,6 +41,7 @@ const HINTS: Record<ErrorCode, string> = {
   [ErrorCodes.SHUTDOWN_TIMEOUT]: 'raise shutdownTimeoutMs or make handlers finish sooner',
   [ErrorCodes.DRIVER_MISSING]: 'install the driver the backend names (npm install), then run botqueue doctor',
   [ErrorCodes.NOT_FOUND]: 'list what exists with botqueue dlq list',
+  [ErrorCodes.STORE_REQUIRED]: 'set BOTQUEUE_STORE_URL=postgres://user@host:5432/db (the shared store every worker sees)',
 };
 
 /** Collapses whitespace and newlines so that a message fits the one-line contract. */

@@ -28,6 +28,8 @@ export const ErrorCodes = {
   DRIVER_MISSING: 'BOTQUEUE_DRIVER_MISSING',
   /** A dead letter that was asked for does not exist. */
   NOT_FOUND: 'BOTQUEUE_NOT_FOUND',
+  /** A distributed backend was opened without the shared store it needs (e.g. RabbitMQ without PostgreSQL). */
+  STORE_REQUIRED: 'BOTQUEUE_STORE_REQUIRED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -1,0 +1,115 @@
+/**
+ * One AMQP connection that comes back by itself: amqplib's opt-in recovery reconnects with
+ * backoff and jitter; whoever owns channels listens for `up` to open them again. Channels die
+ * with the connection they were made on, so nothing here hands out a channel that outlives it.
+ */
+import { EventEmitter } from 'node:events';
+import type { Channel, ConfirmChannel, RecoveringChannelModel } from 'amqplib';
+import { BotqueueError, ErrorCodes } from '../../core/errors.js';
+import { redactUrl } from './options.js';
+
+interface AmqplibModule {
+  connect(url: string, socketOptions: Record<string, unknown>): Promise<RecoveringChannelModel>;
+}
+
+async function loadAmqplib(): Promise<AmqplibModule> {
+  try {
+    const loaded = (await import('amqplib')) as unknown as AmqplibModule & { default?: AmqplibModule };
+    return typeof loaded.connect === 'function' ? loaded : loaded.default!;
+  } catch (error) {
+    throw new BotqueueError(ErrorCodes.DRIVER_MISSING, 'the RabbitMQ backend needs the "amqplib" package: npm install amqplib', { cause: error });
+  }
+}
+
+export interface AmqpConnectionEvents {
+  up: [];
+  down: [Error];
+}
+
+export class AmqpConnection extends EventEmitter<AmqpConnectionEvents> {
+  private closed = false;
+  /** Increases on every (re)connect: a channel made under an older one is dead. */
+  generation = 0;
+  connected = false;
+
+  private constructor(private readonly model: RecoveringChannelModel) {
+    super();
+    model.on('connect', () => {
+      this.generation++;
+      this.connected = true;
+      this.emit('up');
+    });
+    model.on('disconnect', (error: Error) => {
+      this.connected = false;
+      if (!this.closed) this.emit('down', error);
+    });
+    // Recovery reports failed attempts as errors; they are expected while the broker is away.
+    model.on('error', () => undefined);
+  }
+
+  static async open(url: string, heartbeatSeconds: number): Promise<AmqpConnection> {
+    const amqplib = await loadAmqplib();
+    let model: RecoveringChannelModel;
+    try {
+      model = await amqplib.connect(url, {
+        heartbeat: heartbeatSeconds,
+        clientProperties: { connection_name: 'botqueue' },
+        recovery: { initialDelay: 100, maxDelay: 5_000, factor: 2, jitter: 0.5, maxRetries: Infinity, initialMaxRetries: 2 },
+      });
+    } catch (error) {
+      throw new BotqueueError(ErrorCodes.BROKER_UNAVAILABLE, `cannot connect to RabbitMQ at ${redactUrl(url)}: ${(error as Error).message} — is RabbitMQ running?`, {
+        retriable: true,
+        cause: error,
+      });
+    }
+    const connection = new AmqpConnection(model);
+    connection.generation = 1;
+    connection.connected = true;
+    return connection;
+  }
+
+  /** A channel on the current connection (waits while reconnecting). */
+  async channel(): Promise<Channel> {
+    this.checkOpen();
+    const channel = await this.model.createChannel();
+    channel.on('error', () => undefined); // 'close' follows; owners react to that
+    return channel;
+  }
+
+  async confirmChannel(): Promise<ConfirmChannel> {
+    this.checkOpen();
+    const channel = await this.model.createConfirmChannel();
+    channel.on('error', () => undefined);
+    return channel;
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new BotqueueError(ErrorCodes.CLOSED, 'the RabbitMQ broker is closed');
+  }
+
+  /** Closes; never waits more than `timeoutMs` (a close on a dead socket may never settle). */
+  async close(timeoutMs = 2_000): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.model.close().catch(() => undefined),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+}
+
+/** Closes a channel without waiting on a connection that is gone. */
+export async function closeChannel(channel: Channel, timeoutMs = 2_000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    channel.close().catch(() => undefined),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    }),
+  ]);
+  clearTimeout(timer);
+}

@@ -1,0 +1,621 @@
+/**
+ * The RabbitMQ backend: messages live in RabbitMQ quorum queues (one per topic, group and
+ * partition, single active consumer); what every process must see the same way lives in the
+ * shared store (PostgreSQL): topics, leases, dedup records, effects, failed attempts, dead
+ * letters. Ordering, retries and balancing stay in the worker, as for every backend.
+ */
+import { BotqueueError, ErrorCodes } from '../../core/errors.js';
+import { checkName, type PreparedMessage, type PublishReceipt } from '../../core/envelope.js';
+import { validateOptions, type OptionSpec } from '../../core/options.js';
+import type {
+  Broker,
+  BrokerCapabilities,
+  CoordinateRequest,
+  CoordinateResult,
+  DeadLetter,
+  DeadLetterFilter,
+  DeadLetterListOptions,
+  Delivery,
+  GroupStats,
+  PartitionStats,
+  SettleOutcome,
+  Settlement,
+  TopicInfo,
+  TopicSettings,
+  TopicStats,
+} from '../broker.js';
+import { checkDeadLetterFilter } from '../dead-letter-filter.js';
+import type { AmqpConnection } from './connection.js';
+import { decodeMessage, encodeProperties, toPrepared } from './message-codec.js';
+import type { Names } from './names.js';
+import type { ResolvedRabbitmqOptions } from './options.js';
+import { ConfirmPublisher, type Outgoing } from './publisher.js';
+import { SeqClock } from './seq-clock.js';
+import type { CoordinationStore, DedupEntry, HeldReport, NewDeadLetter } from './store/store.js';
+import { PartitionSubscription } from './subscription.js';
+import { Topology } from './topology.js';
+
+/** A reservation whose publish never confirmed (its publisher crashed) is taken over after this long. */
+const STALE_RESERVATION_MS = 30_000;
+/** How long fetch and settle wait for a message this process published to reach its consumer. */
+const CATCH_UP_MS = 250;
+/** Fences handed to the worker: the store's fence times this, plus channel losses. */
+const LOSS_BASE = 1_000_000;
+const DLQ_CHUNK = 500;
+
+const TOPIC_SPEC: OptionSpec = {
+  partitions: { type: 'integer', min: 1, max: 65_536 },
+  dedupWindowMs: { type: 'number', min: 0 },
+};
+
+interface LocalLease {
+  member: string;
+  storeFence: number;
+}
+
+type WatchListener = (partition: number) => void;
+
+export class RabbitmqBroker implements Broker {
+  readonly capabilities: BrokerCapabilities = { assignsSeq: true, multiProcess: true, durable: true };
+
+  private readonly publisher: ConfirmPublisher;
+  private readonly topology: Topology;
+  private readonly seqs = new SeqClock();
+  private readonly topics = new Map<string, TopicInfo>();
+  private readonly subscriptions = new Map<string, PartitionSubscription>();
+  /** Channel losses per queue; kept when a subscription is re-made so fences never go back. */
+  private readonly losses = new Map<string, number>();
+  private readonly leases = new Map<string, LocalLease>();
+  /** Highest seq this process published per topic and partition (for catch-up waits). */
+  private readonly published = new Map<string, number>();
+  private readonly controlVersions = new Map<string, number>();
+  private readonly watchers = new Map<string, Set<WatchListener>>();
+  private readonly housekeeping: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(
+    private readonly connection: AmqpConnection,
+    private readonly store: CoordinationStore,
+    private readonly names: Names,
+    private readonly options: ResolvedRabbitmqOptions,
+  ) {
+    this.publisher = new ConfirmPublisher(connection, options.maxUnconfirmed);
+    this.topology = new Topology(connection, names, { deliveryLimit: options.deliveryLimit });
+    this.housekeeping = setInterval(() => void this.store.housekeeping().catch(() => undefined), 60_000);
+    this.housekeeping.unref();
+  }
+
+  private now(): number {
+    return this.options.now?.() ?? Date.now();
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new BotqueueError(ErrorCodes.CLOSED, 'the RabbitMQ broker is closed; open a new one with open(url) to go on');
+  }
+
+  // ---------------------------------------------------------------- topics and groups
+
+  async ensureTopic(topic: string, settings: TopicSettings): Promise<TopicInfo> {
+    this.checkOpen();
+    checkName('topic', topic);
+    const checked = validateOptions<TopicSettings>(`topic "${topic}"`, TOPIC_SPEC, settings, { partitions: 16, dedupWindowMs: 86_400_000 });
+    const info = await this.store.ensureTopic(topic, checked);
+    await this.topology.declareTopic(topic, info.dedupWindowMs);
+    this.topics.set(topic, info);
+    return info;
+  }
+
+  async getTopic(topic: string): Promise<TopicInfo | undefined> {
+    this.checkOpen();
+    const cached = this.topics.get(topic);
+    if (cached !== undefined) return cached;
+    const info = await this.store.getTopic(topic);
+    if (info !== undefined) this.topics.set(topic, info);
+    return info;
+  }
+
+  private async topic(topic: string): Promise<TopicInfo> {
+    const info = await this.getTopic(topic);
+    if (info === undefined) {
+      throw new BotqueueError(ErrorCodes.TOPIC_MISMATCH, `topic "${topic}" does not exist; create it with ensureTopic first`, { details: { topic } });
+    }
+    return info;
+  }
+
+  async ensureGroup(topic: string, group: string): Promise<void> {
+    this.checkOpen();
+    checkName('group', group);
+    const info = await this.topic(topic);
+    await this.topology.declareTopic(topic, info.dedupWindowMs);
+    const { created } = await this.store.ensureGroup(topic, group);
+    if (created) {
+      // A new group first gets what was published while no group existed, then is bound, so
+      // those messages come before anything published from now on.
+      await this.topology.declareGroup(topic, group, info.partitions, false);
+      await this.copyUnclaimed(topic, group);
+    }
+    await this.topology.declareGroup(topic, group, info.partitions, true);
+  }
+
+  private async copyUnclaimed(topic: string, group: string): Promise<void> {
+    await this.topology.rotateQueue(
+      this.names.unclaimedQueue(topic),
+      async (message) => {
+        const decoded = decodeMessage(message.properties, message.content);
+        if (decoded === undefined) return;
+        await this.publisher.publishAll([
+          { exchange: '', routingKey: this.names.partitionQueue(topic, group, decoded.partition), content: message.content, properties: { ...message.properties, persistent: true } },
+        ]);
+      },
+      async (message) => {
+        await this.publisher.publishAll([{ exchange: this.names.unclaimedExchange(topic), routingKey: '', content: message.content, properties: { ...message.properties, persistent: true } }]);
+      },
+    );
+  }
+
+  // ---------------------------------------------------------------- publishing
+
+  async publish(topic: string, messages: PreparedMessage[]): Promise<PublishReceipt[]> {
+    this.checkOpen();
+    const info = await this.topic(topic);
+    const receipts: PublishReceipt[] = new Array<PublishReceipt>(messages.length);
+    const publishedAt = this.now();
+    const firstIndex = new Map<string, number>();
+    const toReserve: Array<{ index: number; entry: DedupEntry }> = [];
+    const seqOf: number[] = [];
+    for (const [index, message] of messages.entries()) {
+      if (!Number.isInteger(message.partition) || message.partition < 0 || message.partition >= info.partitions) {
+        throw new BotqueueError(ErrorCodes.INVALID_MESSAGE, `message #${index}: partition ${message.partition} is outside 0-${info.partitions - 1}`);
+      }
+      seqOf.push(this.seqs.next());
+      if (!message.dedup) continue;
+      if (firstIndex.has(message.id)) continue;
+      firstIndex.set(message.id, index);
+      toReserve.push({ index, entry: { id: message.id, partition: message.partition, seq: seqOf[index]! } });
+    }
+
+    const reserved = await this.reserve(topic, info, toReserve, receipts);
+    const sending = new Set<number>();
+    for (const [index, message] of messages.entries()) {
+      if (receipts[index] !== undefined) continue;
+      const first = message.dedup ? firstIndex.get(message.id) : undefined;
+      if (first !== undefined && first !== index) continue;
+      sending.add(index);
+    }
+    const outgoing: Outgoing[] = [];
+    for (const index of sending) {
+      const message = messages[index]!;
+      outgoing.push({
+        exchange: this.names.exchange(topic),
+        routingKey: String(message.partition),
+        content: Buffer.from(message.payload, 'utf8'),
+        properties: encodeProperties(message, seqOf[index]!, publishedAt),
+      });
+    }
+    try {
+      await this.publisher.publishAll(outgoing);
+    } catch (error) {
+      await this.store.releaseIds(topic, reserved).catch(() => undefined);
+      throw error;
+    }
+    if (reserved.length > 0) await this.store.confirmIds(topic, reserved, info.dedupWindowMs);
+    for (const index of sending) {
+      const message = messages[index]!;
+      receipts[index] = { id: message.id, topic, partition: message.partition, seq: seqOf[index]!, duplicate: false };
+      const at = `${topic}\u0000${message.partition}`;
+      if ((this.published.get(at) ?? 0) < seqOf[index]!) this.published.set(at, seqOf[index]!);
+    }
+    // An id repeated inside the call is a duplicate of its first occurrence.
+    for (const [index, message] of messages.entries()) {
+      if (receipts[index] !== undefined) continue;
+      const first = receipts[firstIndex.get(message.id)!]!;
+      receipts[index] = { ...first, id: message.id, duplicate: true };
+    }
+    return receipts;
+  }
+
+  /**
+   * Reserves the ids; fills `receipts` for duplicates. An id another publish is sending right
+   * now is asked again until that publish confirmed (a duplicate) or went stale (taken over).
+   */
+  private async reserve(topic: string, info: TopicInfo, entries: Array<{ index: number; entry: DedupEntry }>, receipts: PublishReceipt[]): Promise<DedupEntry[]> {
+    const reserved: DedupEntry[] = [];
+    let asking = entries;
+    for (let round = 0; asking.length > 0; round++) {
+      const outcomes = await this.store.reserveIds(topic, asking.map((a) => a.entry), info.dedupWindowMs, STALE_RESERVATION_MS);
+      const again: typeof asking = [];
+      for (const [i, outcome] of outcomes.entries()) {
+        const { index, entry } = asking[i]!;
+        if (outcome.status === 'reserved') reserved.push(entry);
+        else if (outcome.status === 'duplicate') receipts[index] = { id: entry.id, topic, partition: outcome.partition, seq: outcome.seq, duplicate: true };
+        else again.push(asking[i]!);
+      }
+      asking = again;
+      if (asking.length > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(200, 10 * (round + 1))));
+    }
+    return reserved;
+  }
+
+  // ---------------------------------------------------------------- leases and consumption
+
+  private leaseKey(topic: string, group: string, partition: number): string {
+    return `${topic}\u0000${group}\u0000${partition}`;
+  }
+
+  private subscription(topic: string, group: string, partition: number): PartitionSubscription {
+    const queue = this.names.partitionQueue(topic, group, partition);
+    let sub = this.subscriptions.get(queue);
+    if (sub === undefined) {
+      sub = new PartitionSubscription(this.connection, this.store, topic, group, partition, queue, this.options.prefetch, {
+        arrived: (p) => this.notify(topic, p),
+        lost: () => {
+          this.losses.set(queue, (this.losses.get(queue) ?? 0) + 1);
+          this.notify(topic, partition);
+        },
+        error: () => undefined,
+      });
+      this.subscriptions.set(queue, sub);
+    }
+    return sub;
+  }
+
+  private fence(queue: string, storeFence: number): number {
+    return storeFence * LOSS_BASE + ((this.losses.get(queue) ?? 0) % LOSS_BASE);
+  }
+
+  async coordinate(request: CoordinateRequest): Promise<CoordinateResult> {
+    this.checkOpen();
+    const info = await this.topic(request.topic);
+    const { topic, group, member } = request;
+    const held: Record<number, HeldReport> = {};
+    for (let p = 0; p < info.partitions; p++) {
+      if (this.leases.get(this.leaseKey(topic, group, p))?.member !== member) continue;
+      const sub = this.subscriptions.get(this.names.partitionQueue(topic, group, p));
+      if (sub !== undefined) held[p] = { count: sub.size, oldestPublishedAt: sub.oldestPublishedAt };
+    }
+    const result = await this.store.coordinate(request, held);
+    const owned = new Map<number, number>();
+    const opening: Array<Promise<void>> = [];
+    const closing: Array<Promise<void>> = [];
+    for (let p = 0; p < result.partitions; p++) {
+      const key = this.leaseKey(topic, group, p);
+      const storeFence = result.owned.get(p);
+      const queue = this.names.partitionQueue(topic, group, p);
+      if (storeFence !== undefined) {
+        this.leases.set(key, { member, storeFence });
+        owned.set(p, this.fence(queue, storeFence));
+        opening.push(this.subscription(topic, group, p).open());
+      } else if (this.leases.get(key)?.member === member) {
+        this.leases.delete(key);
+        // Nobody here owns it any more: close (never cancel), so a standby elsewhere takes over in order.
+        const sub = this.subscriptions.get(queue);
+        if (sub !== undefined) {
+          this.subscriptions.delete(queue);
+          closing.push(sub.close());
+        }
+      }
+    }
+    await Promise.all([...opening, ...closing]);
+    const versionKey = `${topic}\u0000${group}`;
+    const seen = this.controlVersions.get(versionKey);
+    if (seen !== result.controlVersion) {
+      this.controlVersions.set(versionKey, result.controlVersion);
+      if (seen !== undefined) await this.refreshParked(topic, group, result.partitions);
+    }
+    return { members: result.members, owned, controlVersion: result.controlVersion, partitions: result.partitions };
+  }
+
+  /** An operator redrove or purged parked messages: update the ones held here before the worker reads them again. */
+  private async refreshParked(topic: string, group: string, partitions: number): Promise<void> {
+    for (let p = 0; p < partitions; p++) {
+      const sub = this.subscriptions.get(this.names.partitionQueue(topic, group, p));
+      if (sub === undefined) continue;
+      const parked = sub.parked();
+      if (parked.length === 0) continue;
+      const states = await this.store.getMessageStates(topic, group, parked.map((d) => d.id));
+      const skipped: number[] = [];
+      for (const delivery of parked) {
+        const state = states.get(delivery.id);
+        if (state?.parked === true) continue;
+        if (state === undefined || state.skip) skipped.push(delivery.seq);
+        else sub.markParked(delivery.seq, false, state.attempts);
+      }
+      if (skipped.length > 0) {
+        await sub.ack(skipped);
+        const ids = parked.filter((d) => skipped.includes(d.seq)).map((d) => d.id);
+        await this.store.clearMessageStates(topic, group, ids);
+      }
+    }
+  }
+
+  async fetch(topic: string, group: string, partition: number, afterSeq: number, limit: number): Promise<Delivery[]> {
+    this.checkOpen();
+    const info = await this.topic(topic);
+    if (!Number.isInteger(partition) || partition < 0 || partition >= info.partitions) {
+      throw new BotqueueError(ErrorCodes.INVALID_OPTION, `fetch: partition ${partition} is outside 0-${info.partitions - 1}`, { details: { option: 'partition' } });
+    }
+    const sub = this.subscription(topic, group, partition);
+    await sub.open();
+    await sub.waitForSeq(this.published.get(`${topic}\u0000${partition}`) ?? 0, CATCH_UP_MS);
+    return sub.fetch(afterSeq, limit);
+  }
+
+  async settle(settlements: Settlement[]): Promise<SettleOutcome[]> {
+    this.checkOpen();
+    const outcomes: SettleOutcome[] = new Array<SettleOutcome>(settlements.length);
+    const acks = new Map<PartitionSubscription, Array<{ index: number; seq: number; id: string; stored: boolean }>>();
+    const failures: Array<{ index: number; sub: PartitionSubscription; settlement: Extract<Settlement, { kind: 'retry' }> }> = [];
+    const deaths: Array<{ index: number; sub: PartitionSubscription; settlement: Extract<Settlement, { kind: 'dead' }>; delivery: Delivery & { stored: boolean } }> = [];
+
+    for (const [index, settlement] of settlements.entries()) {
+      const { topic, group, partition, member, fence } = settlement.lease;
+      const queue = this.names.partitionQueue(topic, group, partition);
+      const lease = this.leases.get(this.leaseKey(topic, group, partition));
+      const sub = this.subscriptions.get(queue);
+      if (lease === undefined || lease.member !== member || this.fence(queue, lease.storeFence) !== fence || sub === undefined) {
+        outcomes[index] = 'fenced';
+        continue;
+      }
+      if (!sub.has(settlement.seq)) await sub.waitForSeq(this.published.get(`${topic}\u0000${partition}`) ?? 0, CATCH_UP_MS);
+      const delivery = sub.delivery(settlement.seq);
+      if (delivery === undefined) {
+        outcomes[index] = 'missing';
+        continue;
+      }
+      if (settlement.kind === 'ack') {
+        const list = acks.get(sub) ?? [];
+        list.push({ index, seq: settlement.seq, id: delivery.id, stored: delivery.stored });
+        acks.set(sub, list);
+      } else if (settlement.kind === 'retry') {
+        failures.push({ index, sub, settlement });
+      } else {
+        deaths.push({ index, sub, settlement, delivery });
+      }
+    }
+
+    await Promise.all([this.applyFailures(failures, outcomes), this.applyDeaths(deaths, outcomes, acks)]);
+    await Promise.all([...acks].map(([sub, list]) => this.applyAcks(sub, list, outcomes)));
+    return outcomes;
+  }
+
+  private async applyFailures(
+    failures: Array<{ index: number; sub: PartitionSubscription; settlement: Extract<Settlement, { kind: 'retry' }> }>,
+    outcomes: SettleOutcome[],
+  ): Promise<void> {
+    const byGroup = new Map<string, typeof failures>();
+    for (const failure of failures) {
+      const key = `${failure.sub.topic}\u0000${failure.sub.group}`;
+      byGroup.set(key, [...(byGroup.get(key) ?? []), failure]);
+    }
+    for (const list of byGroup.values()) {
+      const { topic, group } = list[0]!.sub;
+      const window = (await this.topic(topic)).dedupWindowMs;
+      await this.store.recordFailures(
+        topic,
+        group,
+        list.map(({ sub, settlement }) => ({ id: sub.delivery(settlement.seq)!.id, attempts: settlement.attempts, failedAt: settlement.failedAt, notBefore: settlement.notBefore })),
+        Math.max(window, 86_400_000),
+      );
+      for (const { index, sub, settlement } of list) {
+        sub.markFailed(settlement.seq, settlement.attempts, settlement.notBefore, settlement.failedAt);
+        outcomes[index] = 'ok';
+      }
+    }
+  }
+
+  private async applyDeaths(
+    deaths: Array<{ index: number; sub: PartitionSubscription; settlement: Extract<Settlement, { kind: 'dead' }>; delivery: Delivery & { stored: boolean } }>,
+    outcomes: SettleOutcome[],
+    acks: Map<PartitionSubscription, Array<{ index: number; seq: number; id: string; stored: boolean }>>,
+  ): Promise<void> {
+    if (deaths.length === 0) return;
+    const letters: NewDeadLetter[] = deaths.map(({ sub, settlement, delivery }) => ({
+      topic: sub.topic,
+      group: sub.group,
+      partition: sub.partition,
+      seq: delivery.seq,
+      id: delivery.id,
+      key: delivery.key,
+      payload: delivery.payload,
+      headers: delivery.headers,
+      publishedAt: delivery.publishedAt,
+      attempts: settlement.attempts,
+      firstFailedAt: delivery.firstFailedAt ?? settlement.failedAt,
+      lastFailedAt: settlement.failedAt,
+      error: settlement.error,
+      parked: settlement.park,
+    }));
+    await this.store.addDeadLetters(letters);
+    for (const { index, sub, settlement, delivery } of deaths) {
+      if (settlement.park) {
+        sub.markParked(settlement.seq, true, settlement.attempts);
+        outcomes[index] = 'ok';
+      } else {
+        // Removed from the group's queue like an ack; its state row (if any) goes with it.
+        const list = acks.get(sub) ?? [];
+        list.push({ index, seq: settlement.seq, id: delivery.id, stored: true });
+        acks.set(sub, list);
+      }
+    }
+  }
+
+  private async applyAcks(sub: PartitionSubscription, list: Array<{ index: number; seq: number; id: string; stored: boolean }>, outcomes: SettleOutcome[]): Promise<void> {
+    const ok = await sub.ack(list.map((a) => a.seq));
+    for (const { index } of list) outcomes[index] = ok ? 'ok' : 'fenced';
+    const stored = list.filter((a) => a.stored).map((a) => a.id);
+    if (ok && stored.length > 0) await this.store.clearMessageStates(sub.topic, sub.group, stored);
+  }
+
+  // ---------------------------------------------------------------- effects
+
+  async getEffect(topic: string, group: string, messageId: string, name: string): Promise<string | null | undefined> {
+    this.checkOpen();
+    return this.store.getEffect(topic, group, messageId, name);
+  }
+
+  async putEffect(topic: string, group: string, messageId: string, name: string, result: string | null): Promise<void> {
+    this.checkOpen();
+    const window = (await this.topic(topic)).dedupWindowMs;
+    await this.store.putEffect(topic, group, messageId, name, result, Math.max(window, 86_400_000));
+  }
+
+  // ---------------------------------------------------------------- dead letters
+
+  async listDeadLetters(options: DeadLetterListOptions): Promise<DeadLetter[]> {
+    this.checkOpen();
+    return this.store.listDeadLetters(checkDeadLetterFilter('listDeadLetters', options, true));
+  }
+
+  async redriveDeadLetters(filter: DeadLetterFilter): Promise<number> {
+    this.checkOpen();
+    checkDeadLetterFilter('redriveDeadLetters', filter, false);
+    let done = 0;
+    let after = 0;
+    for (;;) {
+      const ids = await this.store.matchDeadLetterIds(filter, after, DLQ_CHUNK);
+      if (ids.length === 0) return done;
+      after = ids.at(-1)!;
+      const letters = await this.store.listDeadLetters({ dlqIds: ids, limit: ids.length });
+      // Not parked: published again to its group's queue only (at the end of its key), then removed.
+      const outgoing: Outgoing[] = [];
+      const publishedAt = this.now();
+      for (const letter of letters) {
+        if (letter.parked) continue;
+        const prepared = toPrepared({ ...letter, seq: 0, notBefore: 0 });
+        outgoing.push({
+          exchange: '',
+          routingKey: this.names.partitionQueue(letter.topic, letter.group, letter.partition),
+          content: Buffer.from(letter.payload, 'utf8'),
+          properties: encodeProperties(prepared, this.seqs.next(), publishedAt),
+        });
+      }
+      await this.publisher.publishAll(outgoing);
+      done += (await this.store.removeDeadLetters(ids, 'redrive')).length;
+      if (ids.length < DLQ_CHUNK) return done;
+    }
+  }
+
+  async purgeDeadLetters(filter: DeadLetterFilter): Promise<number> {
+    this.checkOpen();
+    checkDeadLetterFilter('purgeDeadLetters', filter, false);
+    let done = 0;
+    let after = 0;
+    for (;;) {
+      const ids = await this.store.matchDeadLetterIds(filter, after, DLQ_CHUNK);
+      if (ids.length === 0) return done;
+      after = ids.at(-1)!;
+      done += (await this.store.removeDeadLetters(ids, 'purge')).length;
+      if (ids.length < DLQ_CHUNK) return done;
+    }
+  }
+
+  // ---------------------------------------------------------------- stats
+
+  async stats(topic?: string): Promise<TopicStats[]> {
+    this.checkOpen();
+    let infos: TopicInfo[];
+    if (topic === undefined) infos = await this.store.listTopics();
+    else {
+      const info = await this.getTopic(topic);
+      infos = info === undefined ? [] : [info];
+    }
+    return Promise.all(infos.map((info) => this.topicStats(info)));
+  }
+
+  private async topicStats(info: TopicInfo): Promise<TopicStats> {
+    const now = this.now();
+    const snapshots = await this.store.groupSnapshots(info.name);
+    const unclaimed = await this.topology.readyCount(this.names.unclaimedQueue(info.name)).catch(() => 0);
+    const groups: GroupStats[] = await Promise.all(
+      snapshots.map(async (snapshot) => {
+        const partitions: PartitionStats[] = await Promise.all(
+          Array.from({ length: info.partitions }, async (_, p) => {
+            const queue = this.names.partitionQueue(info.name, snapshot.group, p);
+            const ready = await this.topology.readyCount(queue).catch(() => 0);
+            const lease = snapshot.leases.find((l) => l.partition === p);
+            const local = this.subscriptions.get(queue);
+            // Held (delivered, unacked) messages: exact when this process holds them, else the owner's last report.
+            const held = local?.isOpen === true ? { count: local.size, oldestPublishedAt: local.oldestPublishedAt } : lease?.owner == null ? { count: 0, oldestPublishedAt: 0 } : lease.held;
+            return {
+              partition: p,
+              backlog: ready + held.count,
+              inFlight: lease?.owner == null ? 0 : lease.inFlight,
+              oldestAgeMs: held.oldestPublishedAt > 0 ? Math.max(0, now - held.oldestPublishedAt) : 0,
+              owner: lease?.owner ?? null,
+            };
+          }),
+        );
+        let backlog = 0;
+        let inFlight = 0;
+        let oldestAgeMs = 0;
+        for (const stats of partitions) {
+          backlog += stats.backlog;
+          inFlight += stats.inFlight;
+          oldestAgeMs = Math.max(oldestAgeMs, stats.oldestAgeMs);
+        }
+        return {
+          group: snapshot.group,
+          backlog,
+          inFlight,
+          oldestAgeMs,
+          deadLetters: snapshot.deadLetters,
+          parkedKeys: snapshot.parkedKeys,
+          members: snapshot.members,
+          orderViolations: snapshot.orderViolations,
+          partitions,
+        };
+      }),
+    );
+    const retained = unclaimed + groups.reduce((max, g) => Math.max(max, g.backlog), 0);
+    return { topic: info.name, partitions: info.partitions, retained, groups };
+  }
+
+  // ---------------------------------------------------------------- watching and closing
+
+  watch(topic: string, listener: (partition: number) => void): () => void {
+    let set = this.watchers.get(topic);
+    if (set === undefined) {
+      set = new Set();
+      this.watchers.set(topic, set);
+    }
+    const subscription: WatchListener = (partition) => listener(partition);
+    set.add(subscription);
+    return () => {
+      this.watchers.get(topic)?.delete(subscription);
+    };
+  }
+
+  private notify(topic: string, partition: number): void {
+    const set = this.watchers.get(topic);
+    if (set === undefined) return;
+    for (const listener of set) {
+      queueMicrotask(() => {
+        if (this.watchers.get(topic)?.has(listener) === true) listener(partition);
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.housekeeping);
+    this.watchers.clear();
+    await Promise.all([...this.subscriptions.values()].map((sub) => sub.close()));
+    this.subscriptions.clear();
+    await this.topology.close();
+    await this.connection.close();
+    await this.store.close();
+  }
+
+  /**
+   * Deletes the queues and exchanges of every topic in this namespace (tests and tooling; the
+   * store keeps its rows). Every quorum queue holds file handles on the RabbitMQ node, so a
+   * test run must not leave them behind.
+   */
+  async deleteAllTopicObjects(): Promise<void> {
+    this.checkOpen();
+    for (const info of await this.store.listTopics()) {
+      await this.topology.deleteTopic(info.name, await this.store.listGroups(info.name), info.partitions);
+    }
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * The shared store of the RabbitMQ backend: everything every worker and publisher of a
+ * distributed deployment must see the same way, which RabbitMQ itself does not keep.
+ *
+ * RabbitMQ holds the messages (one quorum queue per topic, group and partition) and decides,
+ * with single active consumer, which connection receives a partition. The store holds the
+ * rest: topics and groups, membership and partition leases (who should consume what, for
+ * balancing), dedup records (atomic with respect to concurrent publishers on any host), the
+ * `ctx.once` effect journal, failed attempts of messages held for a retry, parked messages
+ * and the dead letters themselves.
+ *
+ * A local file cannot be this store: workers on other hosts would each dedup against their
+ * own copy, so a platform's retry arriving at another gateway would be handled twice.
+ *
+ * Times: every method that compares or stores a time uses the store's clock: the injected
+ * `now` when a test gives one, otherwise the database server's clock, so that hosts compare
+ * times through one clock (DESIGN §5).
+ */
+import type { ErrorInfo } from '../../../core/errors.js';
+import type { CoordinateRequest, CoordinateResult, DeadLetter, DeadLetterFilter, DeadLetterListOptions, TopicInfo, TopicSettings } from '../../broker.js';
+
+/** What the owner of a partition holds unacked in memory, reported at each heartbeat for stats. */
+export interface HeldReport {
+  /** Deliveries received and not yet acked. */
+  count: number;
+  /** `publishedAt` of the oldest of them (epoch ms), 0 when none. */
+  oldestPublishedAt: number;
+}
+
+export interface DedupEntry {
+  id: string;
+  partition: number;
+  seq: number;
+}
+
+export type DedupOutcome =
+  /** The id is new (or its earlier reservation went stale and was taken over): publish it, then `confirmIds`. */
+  | { status: 'reserved' }
+  /** The id was published and confirmed inside the window: a duplicate of that message. */
+  | { status: 'duplicate'; partition: number; seq: number }
+  /** Another publish of the id is under way (reserved, not yet confirmed nor stale): ask again soon. */
+  | { status: 'in-progress' };
+
+/** The persisted state of a message of a group that failed at least once, or was parked. */
+export interface MessageState {
+  id: string;
+  attempts: number;
+  firstFailedAt: number | null;
+  /** Epoch ms before which it must not run again; 0 for none. */
+  notBefore: number;
+  /** The message is parked (failure policy park-key): its key waits. */
+  parked: boolean;
+  /** An operator purged the parked message: it must be acked and skipped. */
+  skip: boolean;
+}
+
+export interface MessageFailure {
+  id: string;
+  attempts: number;
+  failedAt: number;
+  notBefore: number;
+}
+
+/** A dead letter as it is added: everything but its id. */
+export type NewDeadLetter = Omit<DeadLetter, 'dlqId'>;
+
+export interface StoredGroup {
+  group: string;
+  controlVersion: number;
+  orderViolations: number;
+}
+
+export interface StoredLease {
+  partition: number;
+  /** Null when nobody holds it or the lease expired. */
+  owner: string | null;
+  inFlight: number;
+  held: HeldReport;
+}
+
+export interface GroupSnapshot extends StoredGroup {
+  /** Live members (heartbeat not expired). */
+  members: number;
+  leases: StoredLease[];
+  deadLetters: number;
+  /** Distinct keys with a parked message. */
+  parkedKeys: number;
+}
+
+export interface CoordinationStore {
+  /** The store's clock, epoch ms (the injected one, or the database server's). */
+  now(): Promise<number>;
+
+  /** Creates the topic, or checks that an existing one has the same partition count (BOTQUEUE_TOPIC_MISMATCH otherwise). */
+  ensureTopic(name: string, settings: TopicSettings): Promise<TopicInfo>;
+  getTopic(name: string): Promise<TopicInfo | undefined>;
+  listTopics(): Promise<TopicInfo[]>;
+  /** Subscribes a group (idempotent). `created` is true for exactly one caller, the one that created it. */
+  ensureGroup(topic: string, group: string): Promise<{ created: boolean }>;
+  listGroups(topic: string): Promise<string[]>;
+
+  /**
+   * Heartbeat, lease renewal, release and acquisition, in one transaction, with exactly the
+   * semantics of the SQLite backend's coordinate: a lease whose time passed is only taken over
+   * by another member's acquire, never revoked by time alone; the fence grows on every change
+   * of owner; `leaving` removes the member after releasing everything. `held` is stored on the
+   * member's owned leases for stats.
+   */
+  coordinate(request: CoordinateRequest, held: Record<number, HeldReport>): Promise<CoordinateResult>;
+
+  /**
+   * Reserves ids for publishing, in one transaction, in input order (ids are distinct within a
+   * call). A reservation older than `staleAfterMs` whose publish never confirmed is taken over.
+   */
+  reserveIds(topic: string, entries: DedupEntry[], windowMs: number, staleAfterMs: number): Promise<DedupOutcome[]>;
+  /** The publish of these reserved ids was confirmed by the broker: later publishes are duplicates until the window ends. */
+  confirmIds(topic: string, entries: DedupEntry[], windowMs: number): Promise<void>;
+  /** The publish failed: forget the reservations (only those still holding these seqs). */
+  releaseIds(topic: string, entries: DedupEntry[]): Promise<void>;
+
+  getEffect(topic: string, group: string, messageId: string, name: string): Promise<string | null | undefined>;
+  putEffect(topic: string, group: string, messageId: string, name: string, result: string | null, windowMs: number): Promise<void>;
+
+  /** States of these messages of the group that have one (failed before, parked or skipped). */
+  getMessageStates(topic: string, group: string, ids: string[]): Promise<Map<string, MessageState>>;
+  /** Records failed attempts (a retry is scheduled); kept `windowMs`. */
+  recordFailures(topic: string, group: string, failures: MessageFailure[], windowMs: number): Promise<void>;
+  /** Forgets the states of these messages (they were acked or dead-lettered without parking). */
+  clearMessageStates(topic: string, group: string, ids: string[]): Promise<void>;
+
+  /**
+   * Adds dead letters in one transaction and returns their ids in input order. A parked one
+   * (`parked: true`) also marks its message state parked (attempts kept).
+   */
+  addDeadLetters(letters: NewDeadLetter[]): Promise<number[]>;
+  /** Matching dead letters with `dlqId > afterDlqId`, by dlqId, at most `limit` (default 100). */
+  listDeadLetters(options: DeadLetterListOptions): Promise<DeadLetter[]>;
+  /**
+   * Deletes these dead letters in one transaction. For a parked one, its message state becomes
+   * unparked with attempts reset (`redrive`) or `skip` (`purge`), and its group's control
+   * version grows, so the worker holding the message learns of it at its next heartbeat.
+   * Returns the dead letters that were still there (others were taken by a concurrent call).
+   */
+  removeDeadLetters(dlqIds: number[], action: 'redrive' | 'purge'): Promise<DeadLetter[]>;
+  /** Matching dead letters' ids (for redrive and purge by filter), by dlqId, after `afterDlqId`, at most `limit`. */
+  matchDeadLetterIds(filter: DeadLetterFilter, afterDlqId: number, limit: number): Promise<number[]>;
+
+  /** Groups of a topic with counts, leases (owners only while their lease is live) and members, in one snapshot. */
+  groupSnapshots(topic: string): Promise<GroupSnapshot[]>;
+
+  /** Deletes expired dedup records, effects and message states. */
+  housekeeping(): Promise<void>;
+
+  close(): Promise<void>;
+}
+
+/** The error stored for a message RabbitMQ dead-lettered by itself (the delivery limit). */
+export function deliveryLimitError(limit: number): ErrorInfo {
+  return {
+    message: `RabbitMQ dead-lettered the message after ${limit} deliveries (x-delivery-limit): the worker crashed or lost its channel that often while holding it`,
+    code: 'BOTQUEUE_DELIVERY_LIMIT',
+  };
+}

@@ -1,0 +1,323 @@
+/**
+ * This process's consumer of one partition queue, and the deliveries it holds unacked.
+ *
+ * The queue has single active consumer: of all processes subscribed, RabbitMQ delivers to one,
+ * and hands the queue to the next only when that one's channel closes, with its unacked
+ * messages first and in order. So the queue's order is the order, across failovers.
+ *
+ * The worker reads the held deliveries with `fetch(afterSeq)`, as from any backend. What it
+ * has not settled stays unacked here: a key waiting for a retry or a delay keeps its messages
+ * in this buffer (bounded by the channel's prefetch), never nack-requeued (that would send them
+ * behind newer messages) and never handed back with basic.cancel (the standby would get newer
+ * messages before these). To stop, the channel is closed after the worker settled what it ran.
+ */
+import type { Channel, ConsumeMessage } from 'amqplib';
+import type { Delivery } from '../broker.js';
+import { closeChannel, type AmqpConnection } from './connection.js';
+import { decodeMessage } from './message-codec.js';
+import type { CoordinationStore, MessageState } from './store/store.js';
+
+interface Held {
+  delivery: Delivery;
+  message: ConsumeMessage;
+  channel: Channel;
+  /** A state row exists in the store (failed before, parked): clear it when settled. */
+  stored: boolean;
+}
+
+/** Ids acked recently, remembered so a redelivery after a lost ack is dropped, not handled again. */
+const RECENT_ACKS = 4_096;
+
+export interface SubscriptionHooks {
+  /** New deliveries are held (the worker should fetch). */
+  arrived(partition: number): void;
+  /** The channel was lost (not closed by us): held deliveries are gone and will come again. */
+  lost(partition: number): void;
+  /** Something failed in the background (reported, then retried). */
+  error(error: unknown): void;
+}
+
+export class PartitionSubscription {
+  private channel: Channel | undefined;
+  private opening: Promise<void> | undefined;
+  private readonly held = new Map<number, Held>();
+  /** Highest seq handed out on the current channel: seqs given to the worker only grow. */
+  private lastSeq = 0;
+  /** Highest seq a publisher gave a message this channel received (for catch-up waits). */
+  private highestPublishedSeq = 0;
+  private incoming: ConsumeMessage[] = [];
+  private draining = false;
+  private closing = false;
+  private readonly recentAcks = new Set<string>();
+  private readonly waiters = new Set<() => void>();
+  /** Times the channel was lost; part of the fence, so the worker starts over after a loss. */
+  losses = 0;
+
+  constructor(
+    private readonly connection: AmqpConnection,
+    private readonly store: CoordinationStore,
+    readonly topic: string,
+    readonly group: string,
+    readonly partition: number,
+    readonly queue: string,
+    private readonly prefetch: number,
+    private readonly hooks: SubscriptionHooks,
+  ) {}
+
+  get size(): number {
+    return this.held.size;
+  }
+
+  get oldestPublishedAt(): number {
+    let oldest = 0;
+    for (const { delivery } of this.held.values()) if (oldest === 0 || delivery.publishedAt < oldest) oldest = delivery.publishedAt;
+    return oldest;
+  }
+
+  get isOpen(): boolean {
+    return this.channel !== undefined;
+  }
+
+  /** Subscribes (once); resolves when the consumer is registered. */
+  open(): Promise<void> {
+    if (this.closing) return Promise.resolve();
+    if (this.channel !== undefined) return Promise.resolve();
+    this.opening ??= this.subscribe().finally(() => {
+      this.opening = undefined;
+    });
+    return this.opening;
+  }
+
+  private async subscribe(): Promise<void> {
+    const channel = await this.connection.channel();
+    if (this.closing) {
+      await closeChannel(channel);
+      return;
+    }
+    channel.on('close', () => this.onClose(channel));
+    await channel.prefetch(this.prefetch);
+    this.channel = channel;
+    this.lastSeq = 0;
+    this.highestPublishedSeq = 0;
+    await channel.consume(
+      this.queue,
+      (message) => {
+        if (message === null) return; // cancelled by the server (queue deleted): 'close' or a resubscribe follows
+        this.incoming.push(message);
+        if (!this.draining) void this.drain(channel);
+      },
+      { noAck: false },
+    );
+  }
+
+  private onClose(channel: Channel): void {
+    if (this.channel !== channel) return;
+    this.channel = undefined;
+    this.held.clear();
+    this.incoming = [];
+    this.wake();
+    if (this.closing) return;
+    this.losses++;
+    this.hooks.lost(this.partition);
+    this.reopenSoon(100);
+  }
+
+  private reopenSoon(delayMs: number): void {
+    setTimeout(() => {
+      if (this.closing || this.channel !== undefined) return;
+      this.open().catch((error: unknown) => {
+        this.hooks.error(error);
+        this.reopenSoon(Math.min(5_000, delayMs * 2));
+      });
+    }, delayMs).unref();
+  }
+
+  /**
+   * Turns arrivals into held deliveries, in arrival order. A redelivered message may have
+   * failed or been parked before: its state is read from the store first (one read per burst;
+   * first deliveries, the common case, need none).
+   */
+  private async drain(channel: Channel): Promise<void> {
+    this.draining = true;
+    try {
+      while (this.incoming.length > 0 && this.channel === channel) {
+        const batch = this.incoming;
+        this.incoming = [];
+        const redelivered = batch.filter((m) => m.fields.redelivered).map((m) => m.properties.messageId as string | undefined).filter((id): id is string => typeof id === 'string');
+        let states = new Map<string, MessageState>();
+        if (redelivered.length > 0) {
+          for (;;) {
+            try {
+              states = await this.store.getMessageStates(this.topic, this.group, redelivered);
+              break;
+            } catch (error) {
+              this.hooks.error(error);
+              await new Promise((resolve) => setTimeout(resolve, 500));
+              if (this.channel !== channel) return;
+            }
+          }
+        }
+        if (this.channel !== channel) return;
+        for (const message of batch) this.hold(channel, message, states);
+        this.hooks.arrived(this.partition);
+        this.wake();
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private hold(channel: Channel, message: ConsumeMessage, states: Map<string, MessageState>): void {
+    const decoded = decodeMessage(message.properties, message.content);
+    if (decoded === undefined) {
+      // Not botqueue's: nothing can handle it, and holding it would block the queue.
+      channel.ack(message);
+      return;
+    }
+    if (decoded.seq > this.highestPublishedSeq) this.highestPublishedSeq = decoded.seq;
+    const state = message.fields.redelivered ? states.get(decoded.id) : undefined;
+    if (state?.skip === true || (message.fields.redelivered && this.recentAcks.has(decoded.id))) {
+      channel.ack(message);
+      return;
+    }
+    // Seqs from publishers on other hosts may not follow queue order; the queue's order wins.
+    const seq = decoded.seq > this.lastSeq ? decoded.seq : this.lastSeq + 1;
+    this.lastSeq = seq;
+    const delivery: Delivery = {
+      seq,
+      id: decoded.id,
+      key: decoded.key,
+      partition: this.partition,
+      payload: decoded.payload,
+      headers: decoded.headers,
+      publishedAt: decoded.publishedAt,
+      notBefore: Math.max(decoded.notBefore, state?.notBefore ?? 0),
+      attempts: state?.attempts ?? 0,
+      firstFailedAt: state?.firstFailedAt ?? null,
+      parked: state?.parked ?? false,
+    };
+    this.held.set(seq, { delivery, message, channel, stored: state !== undefined });
+  }
+
+  /** Held deliveries with seq > afterSeq, in order, at most `limit`. */
+  fetch(afterSeq: number, limit: number): Delivery[] {
+    const out: Delivery[] = [];
+    if (limit <= 0) return out;
+    for (const [seq, held] of this.held) {
+      if (seq <= afterSeq) continue;
+      out.push({ ...held.delivery });
+      if (out.length >= limit) break;
+    }
+    return out;
+  }
+
+  has(seq: number): boolean {
+    return this.held.has(seq);
+  }
+
+  delivery(seq: number): (Delivery & { stored: boolean }) | undefined {
+    const held = this.held.get(seq);
+    return held === undefined ? undefined : { ...held.delivery, stored: held.stored };
+  }
+
+  /** Every held delivery that is parked (for a refresh after an operator's redrive or purge). */
+  parked(): Delivery[] {
+    return [...this.held.values()].filter((h) => h.delivery.parked).map((h) => ({ ...h.delivery }));
+  }
+
+  /** Records a failed attempt on the held delivery (the store was written first). */
+  markFailed(seq: number, attempts: number, notBefore: number, failedAt: number): void {
+    const held = this.held.get(seq);
+    if (held === undefined) return;
+    held.delivery.attempts = attempts;
+    held.delivery.notBefore = notBefore;
+    held.delivery.firstFailedAt ??= failedAt;
+    held.stored = true;
+  }
+
+  markParked(seq: number, parked: boolean, attempts?: number): void {
+    const held = this.held.get(seq);
+    if (held === undefined) return;
+    held.delivery.parked = parked;
+    held.stored = true;
+    if (attempts !== undefined) held.delivery.attempts = attempts;
+    if (!parked) {
+      held.delivery.notBefore = 0;
+      held.delivery.firstFailedAt = null;
+    }
+  }
+
+  /**
+   * Acks these held deliveries and resolves once RabbitMQ has processed the acks (a round trip
+   * on the same channel after them), so that a settled message stays settled if the connection
+   * drops right after. Returns false when the channel is gone: the messages come again.
+   */
+  async ack(seqs: number[]): Promise<boolean> {
+    const channel = this.channel;
+    if (channel === undefined) return false;
+    for (const seq of seqs) {
+      const held = this.held.get(seq);
+      if (held === undefined || held.channel !== channel) continue;
+      this.held.delete(seq);
+      channel.ack(held.message);
+      this.remember(held.delivery.id);
+    }
+    try {
+      // basic.qos with the same count changes nothing; its reply comes after the acks were processed.
+      await channel.prefetch(this.prefetch);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private remember(id: string): void {
+    this.recentAcks.add(id);
+    if (this.recentAcks.size > RECENT_ACKS) {
+      const oldest = this.recentAcks.values().next().value;
+      if (oldest !== undefined) this.recentAcks.delete(oldest);
+    }
+  }
+
+  /**
+   * Waits until this consumer received a message with seq >= `seq` (one this process published),
+   * the buffer is full, or `timeoutMs` passed (e.g. another process is the active consumer).
+   */
+  async waitForSeq(seq: number, timeoutMs: number): Promise<void> {
+    if (this.opening !== undefined) await this.opening.catch(() => undefined);
+    const reached = (): boolean => this.channel === undefined || this.highestPublishedSeq >= seq || this.held.size >= this.prefetch;
+    if (reached()) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(finish, timeoutMs);
+      const waiter = (): void => {
+        if (reached()) finish();
+      };
+      function finish(): void {
+        clearTimeout(timer);
+        waiters.delete(waiter);
+        resolve();
+      }
+      const waiters = this.waiters;
+      waiters.add(waiter);
+    });
+  }
+
+  private wake(): void {
+    for (const waiter of [...this.waiters]) waiter();
+  }
+
+  /**
+   * Stops consuming by closing the channel (never basic.cancel): RabbitMQ hands the queue to
+   * the standby with what was held here first, in order.
+   */
+  async close(): Promise<void> {
+    this.closing = true;
+    if (this.opening !== undefined) await this.opening.catch(() => undefined);
+    const channel = this.channel;
+    this.channel = undefined;
+    this.held.clear();
+    this.incoming = [];
+    this.wake();
+    if (channel !== undefined) await closeChannel(channel);
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * What botqueue declares on RabbitMQ:
+ * - per topic a durable direct exchange (routing key = partition number), whose alternate
+ *   exchange catches messages published while no group is subscribed (`~unclaimed`);
+ * - per topic a dead-letter exchange and queue (`~dead`), RabbitMQ's safety net for a message
+ *   delivered `x-delivery-limit` times (a worker that keeps crashing on it);
+ * - per (topic, group, partition) a durable quorum queue with single active consumer.
+ * Declarations are idempotent; a mismatch (a queue declared earlier with other arguments)
+ * closes the declaring channel, which is re-made for the next call.
+ */
+import type { Channel, ConsumeMessage } from 'amqplib';
+import { BotqueueError, ErrorCodes } from '../../core/errors.js';
+import { closeChannel, type AmqpConnection } from './connection.js';
+import type { Names } from './names.js';
+
+export interface QueueArguments {
+  deliveryLimit: number;
+}
+
+export class Topology {
+  private channel: Promise<Channel> | undefined;
+  private readonly declaredTopics = new Set<string>();
+  private readonly declaredGroups = new Set<string>();
+
+  constructor(
+    private readonly connection: AmqpConnection,
+    private readonly names: Names,
+    private readonly args: QueueArguments,
+  ) {
+    // After a reconnect (e.g. the broker restarted) declare again: cheap, and repairs a lost definition.
+    connection.on('up', () => {
+      this.declaredTopics.clear();
+      this.declaredGroups.clear();
+    });
+  }
+
+  private async use<T>(what: string, work: (channel: Channel) => Promise<T>): Promise<T> {
+    if (this.channel === undefined) {
+      const opening = this.connection.channel().then((channel) => {
+        channel.on('close', () => {
+          if (this.channel === opening) this.channel = undefined;
+        });
+        return channel;
+      });
+      opening.catch(() => {
+        if (this.channel === opening) this.channel = undefined;
+      });
+      this.channel = opening;
+    }
+    try {
+      return await work(await this.channel);
+    } catch (error) {
+      if (error instanceof BotqueueError) throw error;
+      throw new BotqueueError(ErrorCodes.BROKER_UNAVAILABLE, `RabbitMQ could not ${what}: ${(error as Error).message}`, { retriable: true, cause: error });
+    }
+  }
+
+  /** `retentionMs`: how long messages published while no group exists are kept for groups created later. */
+  async declareTopic(topic: string, retentionMs: number): Promise<void> {
+    if (this.declaredTopics.has(topic)) return;
+    const n = this.names;
+    await this.use(`declare topic "${topic}"`, async (channel) => {
+      await channel.assertExchange(n.unclaimedExchange(topic), 'fanout', { durable: true });
+      await channel.assertQueue(n.unclaimedQueue(topic), {
+        durable: true,
+        arguments: { 'x-queue-type': 'quorum', ...(retentionMs > 0 ? { 'x-message-ttl': retentionMs } : {}) },
+      });
+      await channel.bindQueue(n.unclaimedQueue(topic), n.unclaimedExchange(topic), '');
+      await channel.assertExchange(n.deadLetterExchange(topic), 'fanout', { durable: true });
+      await channel.assertQueue(n.deadLetterQueue(topic), { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+      await channel.bindQueue(n.deadLetterQueue(topic), n.deadLetterExchange(topic), '');
+      await channel.assertExchange(n.exchange(topic), 'direct', { durable: true, alternateExchange: n.unclaimedExchange(topic) });
+    });
+    this.declaredTopics.add(topic);
+  }
+
+  /** Declares the group's partition queues; binds them unless `bind` is false (a new group binds after its catch-up copy). */
+  async declareGroup(topic: string, group: string, partitions: number, bind: boolean): Promise<void> {
+    const id = `${topic}\u0000${group}`;
+    if (bind && this.declaredGroups.has(id)) return;
+    const n = this.names;
+    await this.use(`declare the queues of group "${group}" on topic "${topic}"`, async (channel) => {
+      for (let p = 0; p < partitions; p++) {
+        await channel.assertQueue(n.partitionQueue(topic, group, p), {
+          durable: true,
+          arguments: {
+            'x-queue-type': 'quorum',
+            'x-single-active-consumer': true,
+            'x-delivery-limit': this.args.deliveryLimit,
+            'x-dead-letter-exchange': n.deadLetterExchange(topic),
+            // at-least-once dead-lettering keeps a message until the dead-letter queue confirmed it; it needs reject-publish.
+            'x-dead-letter-strategy': 'at-least-once',
+            'x-overflow': 'reject-publish',
+          },
+        });
+        if (bind) await channel.bindQueue(n.partitionQueue(topic, group, p), n.exchange(topic), String(p));
+      }
+    });
+    if (bind) this.declaredGroups.add(id);
+  }
+
+  /** Ready messages of a queue (not those delivered and unacked). */
+  async readyCount(queue: string): Promise<number> {
+    return this.use(`read queue "${queue}"`, async (channel) => (await channel.checkQueue(queue)).messageCount);
+  }
+
+  /** Deletes everything of a namespace's topics (tests, `botqueue` tooling). */
+  async deleteTopic(topic: string, groups: string[], partitions: number): Promise<void> {
+    const n = this.names;
+    await this.use(`delete topic "${topic}"`, async (channel) => {
+      for (const group of groups) for (let p = 0; p < partitions; p++) await channel.deleteQueue(n.partitionQueue(topic, group, p));
+      await channel.deleteQueue(n.unclaimedQueue(topic));
+      await channel.deleteQueue(n.deadLetterQueue(topic));
+      await channel.deleteExchange(n.exchange(topic));
+      await channel.deleteExchange(n.unclaimedExchange(topic));
+      await channel.deleteExchange(n.deadLetterExchange(topic));
+    });
+  }
+
+  /**
+   * Reads every message currently in `queue` once, through an exclusive consumer (a second
+   * copier in any process waits: RabbitMQ refuses it). Each message is given to `each`, then
+   * put back at the tail (so the next new group gets it too) and acked.
+   */
+  async rotateQueue(queue: string, each: (message: ConsumeMessage) => Promise<void>, putBack: (message: ConsumeMessage) => Promise<void>): Promise<number> {
+    for (let attempt = 0; ; attempt++) {
+      const channel = await this.connection.channel();
+      try {
+        const count = (await channel.checkQueue(queue)).messageCount;
+        if (count === 0) return 0;
+        await channel.prefetch(Math.min(count, 500));
+        let seen = 0;
+        let failure: unknown;
+        let chain: Promise<void> = Promise.resolve();
+        await new Promise<void>((resolve, reject) => {
+          channel.on('close', () => reject(new Error(`channel closed while copying ${queue}`)));
+          channel
+            .consume(
+              queue,
+              (message) => {
+                if (message === null || seen >= count) return;
+                seen++;
+                const last = seen === count;
+                // Deliveries are handled one after another: copies keep the queue's order.
+                chain = chain.then(async () => {
+                  if (failure !== undefined) return;
+                  try {
+                    await each(message);
+                    await putBack(message);
+                    channel.ack(message);
+                    if (last) resolve();
+                  } catch (error) {
+                    failure = error;
+                    reject(error instanceof Error ? error : new Error(String(error)));
+                  }
+                });
+              },
+              { noAck: false, exclusive: true },
+            )
+            .catch(reject);
+        });
+        await closeChannel(channel);
+        return count;
+      } catch (error) {
+        await closeChannel(channel);
+        // ACCESS_REFUSED: another process is copying; wait for it and try again.
+        if (attempt < 100 && /ACCESS_REFUSED|exclusive/i.test((error as Error).message)) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          continue;
+        }
+        throw error;
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    const opening = this.channel;
+    this.channel = undefined;
+    const channel = await opening?.catch(() => undefined);
+    if (channel !== undefined) await closeChannel(channel);
+  }
+}
