@@ -4,6 +4,7 @@
  * shared store (PostgreSQL): topics, leases, dedup records, effects, failed attempts, dead
  * letters. Ordering, retries and balancing stay in the worker, as for every backend.
  */
+import type { ConsumeMessage } from 'amqplib';
 import { BotqueueError, ErrorCodes } from '../../core/errors.js';
 import { checkName, type PreparedMessage, type PublishReceipt } from '../../core/envelope.js';
 import { validateOptions, type OptionSpec } from '../../core/options.js';
@@ -26,6 +27,7 @@ import type {
 } from '../broker.js';
 import { checkDeadLetterFilter } from '../dead-letter-filter.js';
 import type { AmqpConnection } from './connection.js';
+import { DeadLetterDrain } from './dead-letter-drain.js';
 import { decodeMessage, encodeProperties, toPrepared } from './message-codec.js';
 import type { Names } from './names.js';
 import type { ResolvedRabbitmqOptions } from './options.js';
@@ -33,7 +35,7 @@ import { ConfirmPublisher, type Outgoing } from './publisher.js';
 import { SeqClock } from './seq-clock.js';
 import type { CoordinationStore, DedupEntry, HeldReport, NewDeadLetter } from './store/store.js';
 import { PartitionSubscription } from './subscription.js';
-import { Topology } from './topology.js';
+import { MARKER_HEADER, Topology } from './topology.js';
 
 /** A reservation whose publish never confirmed (its publisher crashed) is taken over after this long. */
 const STALE_RESERVATION_MS = 30_000;
@@ -70,6 +72,7 @@ export class RabbitmqBroker implements Broker {
   private readonly published = new Map<string, number>();
   private readonly controlVersions = new Map<string, number>();
   private readonly watchers = new Map<string, Set<WatchListener>>();
+  private readonly drains = new Map<string, DeadLetterDrain>();
   private readonly housekeeping: NodeJS.Timeout;
   private closed = false;
 
@@ -135,22 +138,25 @@ export class RabbitmqBroker implements Broker {
       await this.copyUnclaimed(topic, group);
     }
     await this.topology.declareGroup(topic, group, info.partitions, true);
+    if (!this.drains.has(topic)) {
+      const drain = new DeadLetterDrain(this.connection, this.store, this.names, topic, this.options.deliveryLimit);
+      this.drains.set(topic, drain);
+      await drain.start();
+    }
   }
 
   private async copyUnclaimed(topic: string, group: string): Promise<void> {
-    await this.topology.rotateQueue(
-      this.names.unclaimedQueue(topic),
-      async (message) => {
+    const copy = (exchange: string, routingKey: string, message: ConsumeMessage): Promise<void> =>
+      this.publisher.publishAll([{ exchange, routingKey, content: message.content, properties: { ...message.properties, persistent: true } }]);
+    await this.topology.rotateQueue(this.names.unclaimedQueue(topic), {
+      markEnd: (marker) =>
+        this.publisher.publishAll([{ exchange: this.names.unclaimedExchange(topic), routingKey: '', content: Buffer.alloc(0), properties: { persistent: true, headers: { [MARKER_HEADER]: marker } } }]),
+      each: async (message) => {
         const decoded = decodeMessage(message.properties, message.content);
-        if (decoded === undefined) return;
-        await this.publisher.publishAll([
-          { exchange: '', routingKey: this.names.partitionQueue(topic, group, decoded.partition), content: message.content, properties: { ...message.properties, persistent: true } },
-        ]);
+        if (decoded !== undefined) await copy('', this.names.partitionQueue(topic, group, decoded.partition), message);
       },
-      async (message) => {
-        await this.publisher.publishAll([{ exchange: this.names.unclaimedExchange(topic), routingKey: '', content: message.content, properties: { ...message.properties, persistent: true } }]);
-      },
-    );
+      putBack: (message) => copy(this.names.unclaimedExchange(topic), '', message),
+    });
   }
 
   // ---------------------------------------------------------------- publishing
@@ -275,7 +281,6 @@ export class RabbitmqBroker implements Broker {
     }
     const result = await this.store.coordinate(request, held);
     const owned = new Map<number, number>();
-    const opening: Array<Promise<void>> = [];
     const closing: Array<Promise<void>> = [];
     for (let p = 0; p < result.partitions; p++) {
       const key = this.leaseKey(topic, group, p);
@@ -284,7 +289,8 @@ export class RabbitmqBroker implements Broker {
       if (storeFence !== undefined) {
         this.leases.set(key, { member, storeFence });
         owned.set(p, this.fence(queue, storeFence));
-        opening.push(this.subscription(topic, group, p).open());
+        // Not awaited: while RabbitMQ is away the heartbeat must go on; fetch waits for the consumer.
+        this.subscription(topic, group, p).open().catch(() => undefined);
       } else if (this.leases.get(key)?.member === member) {
         this.leases.delete(key);
         // Nobody here owns it any more: close (never cancel), so a standby elsewhere takes over in order.
@@ -295,7 +301,7 @@ export class RabbitmqBroker implements Broker {
         }
       }
     }
-    await Promise.all([...opening, ...closing]);
+    await Promise.all(closing);
     const versionKey = `${topic}\u0000${group}`;
     const seen = this.controlVersions.get(versionKey);
     if (seen !== result.controlVersion) {
@@ -601,6 +607,7 @@ export class RabbitmqBroker implements Broker {
     clearInterval(this.housekeeping);
     this.watchers.clear();
     await Promise.all([...this.subscriptions.values()].map((sub) => sub.close()));
+    await Promise.all([...this.drains.values()].map((drain) => drain.stop()));
     this.subscriptions.clear();
     await this.topology.close();
     await this.connection.close();

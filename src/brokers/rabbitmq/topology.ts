@@ -8,10 +8,14 @@
  * Declarations are idempotent; a mismatch (a queue declared earlier with other arguments)
  * closes the declaring channel, which is re-made for the next call.
  */
+import { randomUUID } from 'node:crypto';
 import type { Channel, ConsumeMessage } from 'amqplib';
 import { BotqueueError, ErrorCodes } from '../../core/errors.js';
 import { closeChannel, type AmqpConnection } from './connection.js';
 import type { Names } from './names.js';
+
+/** Header of the marker a copier appends to the unclaimed queue to know where it ends. */
+export const MARKER_HEADER = 'bq-marker';
 
 export interface QueueArguments {
   deliveryLimit: number;
@@ -118,53 +122,60 @@ export class Topology {
   }
 
   /**
-   * Reads every message currently in `queue` once, through an exclusive consumer (a second
-   * copier in any process waits: RabbitMQ refuses it). Each message is given to `each`, then
-   * put back at the tail (so the next new group gets it too) and acked.
+   * Reads every message in `queue` once, through an exclusive consumer (a second copier, in any
+   * process, is refused by RabbitMQ and waits). Having the queue to itself, it appends a marker
+   * (`markEnd`) and goes until the marker comes back: each message before it is given to
+   * `each`, put back at the tail (`putBack`, so the next new group gets it too) and acked.
+   * Markers left by a copier that crashed are dropped.
    */
-  async rotateQueue(queue: string, each: (message: ConsumeMessage) => Promise<void>, putBack: (message: ConsumeMessage) => Promise<void>): Promise<number> {
+  async rotateQueue(queue: string, steps: { markEnd(marker: string): Promise<void>; each(message: ConsumeMessage): Promise<void>; putBack(message: ConsumeMessage): Promise<void> }): Promise<number> {
     for (let attempt = 0; ; attempt++) {
       const channel = await this.connection.channel();
+      const marker = randomUUID();
+      let copied = 0;
       try {
-        const count = (await channel.checkQueue(queue)).messageCount;
-        if (count === 0) return 0;
-        await channel.prefetch(Math.min(count, 500));
-        let seen = 0;
-        let failure: unknown;
-        let chain: Promise<void> = Promise.resolve();
+        await channel.prefetch(500);
         await new Promise<void>((resolve, reject) => {
-          channel.on('close', () => reject(new Error(`channel closed while copying ${queue}`)));
+          let chain: Promise<void> = Promise.resolve();
+          let finished = false;
+          channel.on('close', () => {
+            if (!finished) reject(new Error(`channel closed while copying ${queue}`));
+          });
+          const handle = async (message: ConsumeMessage): Promise<void> => {
+            if (finished) return;
+            const found = (message.properties.headers as Record<string, unknown> | undefined)?.[MARKER_HEADER];
+            if (found !== undefined) {
+              channel.ack(message);
+              if (found === marker) {
+                finished = true;
+                resolve();
+              }
+              return;
+            }
+            await steps.each(message);
+            await steps.putBack(message);
+            channel.ack(message);
+            copied++;
+          };
           channel
             .consume(
               queue,
               (message) => {
-                if (message === null || seen >= count) return;
-                seen++;
-                const last = seen === count;
-                // Deliveries are handled one after another: copies keep the queue's order.
-                chain = chain.then(async () => {
-                  if (failure !== undefined) return;
-                  try {
-                    await each(message);
-                    await putBack(message);
-                    channel.ack(message);
-                    if (last) resolve();
-                  } catch (error) {
-                    failure = error;
-                    reject(error instanceof Error ? error : new Error(String(error)));
-                  }
-                });
+                if (message === null) return;
+                // One after another: the copies keep the queue's order.
+                chain = chain.then(() => handle(message)).catch((error: unknown) => reject(error instanceof Error ? error : new Error(String(error))));
               },
               { noAck: false, exclusive: true },
             )
+            .then(() => steps.markEnd(marker))
             .catch(reject);
         });
         await closeChannel(channel);
-        return count;
+        return copied;
       } catch (error) {
         await closeChannel(channel);
         // ACCESS_REFUSED: another process is copying; wait for it and try again.
-        if (attempt < 100 && /ACCESS_REFUSED|exclusive/i.test((error as Error).message)) {
+        if (attempt < 300 && /ACCESS_REFUSED|exclusive/i.test((error as Error).message)) {
           await new Promise((resolve) => setTimeout(resolve, 100));
           continue;
         }

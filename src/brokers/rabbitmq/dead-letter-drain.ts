@@ -1,0 +1,91 @@
+/**
+ * RabbitMQ's own dead-lettering is a safety net: a message delivered `x-delivery-limit` times
+ * (a worker that crashed or lost its channel that often while holding it) goes to the topic's
+ * `~dead` queue. This consumer moves such messages into the store's dead letters, so they are
+ * listed, redriven and purged like any other, instead of sitting where no botqueue tool looks.
+ */
+import type { Channel, ConsumeMessage } from 'amqplib';
+import { closeChannel, type AmqpConnection } from './connection.js';
+import { decodeMessage } from './message-codec.js';
+import type { Names } from './names.js';
+import { deliveryLimitError, type CoordinationStore } from './store/store.js';
+
+export class DeadLetterDrain {
+  private channel: Channel | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly connection: AmqpConnection,
+    private readonly store: CoordinationStore,
+    private readonly names: Names,
+    private readonly topic: string,
+    private readonly deliveryLimit: number,
+  ) {}
+
+  async start(): Promise<void> {
+    if (this.stopped) return;
+    const channel = await this.connection.channel();
+    channel.on('close', () => {
+      if (this.channel !== channel) return;
+      this.channel = undefined;
+      if (!this.stopped) setTimeout(() => void this.start().catch(() => undefined), 1_000).unref();
+    });
+    await channel.prefetch(50);
+    this.channel = channel;
+    await channel.consume(this.names.deadLetterQueue(this.topic), (message) => {
+      if (message !== null) void this.move(channel, message);
+    });
+  }
+
+  private async move(channel: Channel, message: ConsumeMessage): Promise<void> {
+    const decoded = decodeMessage(message.properties, message.content);
+    const headers = (message.properties.headers ?? {}) as Record<string, unknown>;
+    const origin = parseOrigin(this.names, this.topic, headers['x-first-death-queue']);
+    if (decoded === undefined || origin === undefined) {
+      // Not a botqueue message of a known queue: nothing could ever handle it.
+      channel.ack(message);
+      return;
+    }
+    const now = Date.now();
+    try {
+      await this.store.addDeadLetters([
+        {
+          topic: this.topic,
+          group: origin.group,
+          partition: origin.partition,
+          seq: decoded.seq,
+          id: decoded.id,
+          key: decoded.key,
+          payload: decoded.payload,
+          headers: decoded.headers,
+          publishedAt: decoded.publishedAt,
+          attempts: this.deliveryLimit,
+          firstFailedAt: now,
+          lastFailedAt: now,
+          error: deliveryLimitError(this.deliveryLimit),
+          parked: false,
+        },
+      ]);
+      channel.ack(message);
+    } catch {
+      // The store is away: leave it unacked; it comes back when this channel closes.
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    const channel = this.channel;
+    this.channel = undefined;
+    if (channel !== undefined) await closeChannel(channel);
+  }
+}
+
+function parseOrigin(names: Names, topic: string, queue: unknown): { group: string; partition: number } | undefined {
+  const text = Buffer.isBuffer(queue) ? queue.toString('utf8') : queue;
+  if (typeof text !== 'string') return undefined;
+  const prefix = `${names.exchange(topic)}~`;
+  if (!text.startsWith(prefix)) return undefined;
+  const match = /^(.+)~p(\d+)$/.exec(text.slice(prefix.length));
+  if (match === null) return undefined;
+  return { group: match[1]!, partition: Number(match[2]) };
+}
