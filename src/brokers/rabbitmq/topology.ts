@@ -143,7 +143,7 @@ export class Topology {
           });
           const handle = async (message: ConsumeMessage): Promise<void> => {
             if (finished) return;
-            const found = (message.properties.headers as Record<string, unknown> | undefined)?.[MARKER_HEADER];
+            const found: unknown = message.properties.headers?.[MARKER_HEADER];
             if (found !== undefined) {
               channel.ack(message);
               if (found === marker) {
