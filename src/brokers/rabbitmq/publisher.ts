@@ -31,6 +31,7 @@ export class ConfirmPublisher {
   constructor(
     private readonly connection: AmqpConnection,
     private readonly maxUnconfirmed: number,
+    private readonly confirmTimeoutMs: number = 15_000,
   ) {}
 
   /** Publishes every message and resolves once all are confirmed; rejects if any is not. */
@@ -48,11 +49,20 @@ export class ConfirmPublisher {
   private async publishOne(message: Outgoing): Promise<void> {
     this.inFlight++;
     try {
-      const channel = await this.currentChannel();
+      // While RabbitMQ is away, getting a channel waits for the reconnect; a caller gets a
+      // retriable error after confirmTimeoutMs instead of waiting without end.
+      const deadline = Date.now() + this.confirmTimeoutMs;
+      const channel = await withTimeout(this.currentChannel(), this.confirmTimeoutMs, () => unconfirmed(`no connection within ${this.confirmTimeoutMs} ms`));
       await new Promise<void>((resolve, reject) => {
-        const fail = (error: Error): void => reject(error);
+        const timer = setTimeout(() => fail(unconfirmed(`no confirm within ${this.confirmTimeoutMs} ms`)), Math.max(1, deadline - Date.now()));
+        const fail = (error: Error): void => {
+          clearTimeout(timer);
+          this.failPending.delete(fail);
+          reject(error);
+        };
         this.failPending.add(fail);
         const done = (error: unknown): void => {
+          clearTimeout(timer);
           this.failPending.delete(fail);
           if (error === null || error === undefined) resolve();
           else reject(unconfirmed('nacked', error));
@@ -61,8 +71,7 @@ export class ConfirmPublisher {
         try {
           writable = channel.publish(message.exchange, message.routingKey, message.content, message.properties, done);
         } catch (error) {
-          this.failPending.delete(fail);
-          reject(unconfirmed('the channel is closed', error));
+          fail(unconfirmed('the channel is closed', error));
           return;
         }
         // The socket's buffer is full: further publishes wait for 'drain' (via room()).
@@ -119,4 +128,14 @@ export class ConfirmPublisher {
   async declareChannel(): Promise<ConfirmChannel> {
     return this.currentChannel();
   }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, error: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(error()), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
 }
