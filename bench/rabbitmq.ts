@@ -23,7 +23,7 @@
 import { connect, type Botqueue } from '../src/index.js';
 import { dropPostgresSchema } from '../src/brokers/rabbitmq/store/postgres-store.js';
 import { Names } from '../src/brokers/rabbitmq/names.js';
-import type { RabbitmqBroker } from '../src/brokers/rabbitmq/rabbitmq-broker.js';
+import { RabbitmqBroker } from '../src/brokers/rabbitmq/rabbitmq-broker.js';
 import { fmtInt, fmtRatio, median, progress, table } from './lib.js';
 import { DEFAULTS, runRawAmqplib } from './raw-amqplib.js';
 
@@ -101,7 +101,7 @@ async function botqueueEndToEnd(run: number, withIds: boolean): Promise<E2e> {
     if (handled < MESSAGES) throw new Error(`botqueue handled only ${handled} of ${MESSAGES} in ${CAP_MS} ms`);
     return { msgsPerSec: MESSAGES / ((lastHandledAt - started) / 1000), orderViolations: violations + worker.orderViolations };
   } finally {
-    await (bq.broker as RabbitmqBroker).deleteAllTopicObjects().catch(() => undefined);
+    if (bq.broker instanceof RabbitmqBroker) await bq.broker.deleteAllTopicObjects().catch(() => undefined);
     await bq.close();
     await dropPostgresSchema(STORE_URL, new Names(namespace).schema);
   }

@@ -1,14 +1,17 @@
 /**
  * `botqueue doctor`: checks what botqueue needs, one OK/FAIL line each, and exits 1 when any
  * fails. It opens the broker like any command, so on SQLite a missing data file is created.
+ * The driver and URL checks follow the URL's backend: better-sqlite3 for sqlite: (and memory:),
+ * amqplib and pg plus a shared store for amqp:/amqps:.
  */
-import { constants, accessSync, existsSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { constants, accessSync, existsSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
+import { parseRabbitmqUrl } from '../brokers/rabbitmq/options.js';
 import { parseSqliteUrl } from '../brokers/sqlite/options.js';
 import { connect, DEFAULT_URL } from '../client.js';
-import { BotqueueError } from '../core/errors.js';
+import { BotqueueError, ErrorCodes } from '../core/errors.js';
 import { GLOBAL_FLAGS_HELP, loadSettings, type Command, type CommandContext, type Flags } from './context.js';
 import { CliError, formatError, oneLine } from './errors.js';
 import { maskUrl } from '../service/config.js';
@@ -19,8 +22,10 @@ const help = `Usage: botqueue doctor [--json]
 Checks, one line each (OK, FAIL or SKIP), and exits 1 when any fails:
   node         Node.js is 20 or newer
   config       the config file loads and is valid (or there is none)
-  driver       better-sqlite3 loads and is version 12.x
-  url          the broker URL parses and names a supported backend
+  driver       sqlite: and memory: better-sqlite3 loads and is version 12.x;
+               amqp: and amqps: amqplib and pg load
+  url          the broker URL parses and names a supported backend; amqp: also needs a
+               shared store (?store=postgres://... or BOTQUEUE_STORE_URL)
   data-dir     sqlite: the data directory exists or can be created, and is writable
   connect      connect(url) and stats() answer (within 10 s)
 
@@ -30,7 +35,7 @@ Flags:
 ${GLOBAL_FLAGS_HELP}`;
 
 export const command: Command = {
-  summary: 'check Node, the SQLite driver, the broker URL and the data directory',
+  summary: 'check Node, the backend drivers, the broker URL and the data directory',
   help,
   flags: { json: { type: 'boolean' } },
   run,
@@ -50,6 +55,21 @@ const ok = (name: string, detail: string): Check => ({ name, status: 'ok', detai
 const fail = (name: string, detail: string, fix: string): Check => ({ name, status: 'fail', detail, fix });
 const skip = (name: string, detail: string): Check => ({ name, status: 'skip', detail, fix: null });
 
+/** The URL check, and for a SQLite file the directory and file the data-dir check looks at. */
+interface UrlCheck {
+  check: Check;
+  dataDir?: string;
+  file?: string;
+}
+
+/**
+ * Hides every `//user:password@` in a text: an amqp: URL's error may quote the whole URL, and
+ * with it the password of the store URL in its query.
+ */
+function maskPasswords(text: string): string {
+  return text.replace(/\/\/([^:@/\s"?&]*):[^@/\s"]*@/g, '//$1:***@');
+}
+
 function message(error: unknown): string {
   if (error instanceof BotqueueError || error instanceof CliError) return oneLine(formatError(error).replace(/^botqueue: /, '').replace(/ — .*$/, ''));
   return oneLine(error instanceof Error ? error.message : String(error));
@@ -67,8 +87,9 @@ async function run(ctx: CommandContext, flags: Flags): Promise<number> {
   } catch (error) {
     checks.push(fail('config', message(error), error instanceof CliError ? error.hint : 'fix the config file'));
   }
-  checks.push(checkDriver());
-  const urlCheck = checkUrl(url, ctx.io.cwd);
+  const amqp = isAmqpUrl(url);
+  checks.push(amqp ? checkAmqpDrivers() : checkDriver());
+  const urlCheck: UrlCheck = amqp ? checkAmqpUrl(url, ctx.io.env) : checkUrl(url, ctx.io.cwd);
   checks.push(urlCheck.check);
   const dataDir = urlCheck.dataDir === undefined ? skip('data-dir', 'not a file-based backend') : checkDataDir(urlCheck.dataDir, urlCheck.file!);
   checks.push(dataDir);
@@ -120,12 +141,86 @@ function checkDriver(): Check {
   }
 }
 
-function checkUrl(url: string, cwd: string): { check: Check; dataDir?: string; file?: string } {
+function isAmqpUrl(url: string): boolean {
+  return /^amqps?:/i.test(url);
+}
+
+/**
+ * The version of an installed package, read from its package.json found by walking up from its
+ * resolved entry point (amqplib does not export ./package.json, so require() cannot load it).
+ */
+function packageVersion(require: NodeJS.Require, name: string): string {
+  let dir = dirname(require.resolve(name));
+  for (;;) {
+    const file = join(dir, 'package.json');
+    if (existsSync(file)) {
+      const manifest = JSON.parse(readFileSync(file, 'utf8')) as { name?: unknown; version?: unknown };
+      if (manifest.name === name && typeof manifest.version === 'string') return manifest.version;
+    }
+    const parent = dirname(dir);
+    if (parent === dir) return '?';
+    dir = parent;
+  }
+}
+
+/** The RabbitMQ backend's drivers: amqplib (AMQP 0-9-1) and pg (the shared store), both optional dependencies. */
+function checkAmqpDrivers(): Check {
+  const require = createRequire(import.meta.url);
+  const loaded: string[] = [];
+  const missing: string[] = [];
+  for (const name of ['amqplib', 'pg']) {
+    try {
+      require(name);
+      loaded.push(`${name} ${packageVersion(require, name)}`);
+    } catch (error) {
+      missing.push(`${name} (${message(error)})`);
+    }
+  }
+  if (missing.length > 0) {
+    return fail('driver', `the RabbitMQ backend needs amqplib and pg; ${missing.join(' and ')} ${missing.length === 1 ? 'does' : 'do'} not load`, 'run npm install amqplib pg in the project (they are optional dependencies)');
+  }
+  return ok('driver', `${loaded.join(' and ')} load`);
+}
+
+/** The URL to show: passwords hidden, the store taken out of the query (it is shown on its own). */
+function shownAmqpUrl(url: string): string {
+  const masked = maskUrl(url);
+  const at = masked.indexOf('?');
+  if (at < 0) return masked;
+  const params = masked
+    .slice(at + 1)
+    .split('&')
+    .filter((part) => part !== '' && !/^store(=|$)/.test(part));
+  return params.length === 0 ? masked.slice(0, at) : `${masked.slice(0, at)}?${params.join('&')}`;
+}
+
+function checkAmqpUrl(url: string, env: NodeJS.ProcessEnv): UrlCheck {
+  const shown = shownAmqpUrl(url);
+  try {
+    const { options } = parseRabbitmqUrl(url, {}, env);
+    const fromUrl = new URL(url).searchParams.has('store');
+    const store = `${maskUrl(options.storeUrl)} (from ${fromUrl ? '?store=' : 'BOTQUEUE_STORE_URL'})`;
+    return { check: ok('url', `${shown} (RabbitMQ, namespace ${options.namespace}, store ${store})`) };
+  } catch (error) {
+    if (error instanceof BotqueueError && error.code === ErrorCodes.STORE_REQUIRED) {
+      return {
+        check: fail(
+          'url',
+          `${shown}: no shared store; the RabbitMQ backend keeps deduplication, leases and dead letters in PostgreSQL (${ErrorCodes.STORE_REQUIRED})`,
+          'set BOTQUEUE_STORE_URL=postgres://user@host:5432/db, or add ?store=postgres://... to the URL',
+        ),
+      };
+    }
+    return { check: fail('url', maskPasswords(message(error)), 'write it as amqp://user:pass@host:5672[/vhost]?namespace=<ns>&store=postgres://user@host:5432/db') };
+  }
+}
+
+function checkUrl(url: string, cwd: string): UrlCheck {
   const shown = maskUrl(url);
   const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0].toLowerCase();
   if (scheme === 'memory:') return { check: ok('url', `${shown} (in-process memory: nothing survives the process)`) };
   if (scheme !== 'sqlite:') {
-    return { check: fail('url', `${shown}: unsupported scheme${scheme === undefined ? '' : ` ${scheme}`}`, 'use sqlite:<path> (the default, sqlite:./data/botqueue.db) or memory:, in --url or BOTQUEUE_URL') };
+    return { check: fail('url', `${shown}: unsupported scheme${scheme === undefined ? '' : ` ${scheme}`}`, 'use sqlite:<path> (the default, sqlite:./data/botqueue.db), memory: or amqp://user:pass@host:5672?store=postgres://..., in --url or BOTQUEUE_URL') };
   }
   try {
     const { path } = parseSqliteUrl(url);
@@ -188,7 +283,7 @@ async function checkConnect(url: string): Promise<Check> {
     ]);
     return ok('connect', `connected and read stats (${plural(topics, 'topic')})`);
   } catch (error) {
-    return fail('connect', message(error), 'check the URL and that the broker is up and reachable');
+    return fail('connect', maskPasswords(message(error)), 'check the URL and that the broker is up and reachable');
   } finally {
     clearTimeout(timer);
   }
