@@ -16,7 +16,7 @@
  * interleaved so machine noise spreads over all of them; medians are reported, and the ratio
  * botqueue / raw (target ≥ 0.85).
  *
- * Flags (or BENCH_* env): --runs=3 --messages=50000 --concurrency=32. The broker is
+ * Flags (or BENCH_* env): --runs=3 --messages=50000 --concurrency=32 --only=raw,botqueue,ids. The broker is
  * BENCH_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672), the store BOTQUEUE_STORE_URL
  * (default postgres://postgres@127.0.0.1:5432/test). The last line of stdout is the result as JSON.
  */
@@ -38,6 +38,7 @@ function flag(name: string, fallback: number): number {
 const RUNS = flag('runs', 3);
 const MESSAGES = flag('messages', DEFAULTS.messages);
 const CONCURRENCY = flag('concurrency', 32);
+const ONLY = new Set((process.argv.find((a) => a.startsWith('--only='))?.slice(7) ?? 'raw,botqueue,ids').split(','));
 const AMQP_URL = process.env.BENCH_AMQP_URL ?? DEFAULTS.url;
 const STORE_URL = process.env.BOTQUEUE_STORE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const KEYS = DEFAULTS.keys;
@@ -113,18 +114,24 @@ async function main(): Promise<void> {
   const ids: number[] = [];
   let violations = 0;
   for (let run = 0; run < RUNS; run++) {
-    progress(`run ${run + 1}/${RUNS}: raw amqplib`);
-    const r = await runRawAmqplib({ ...DEFAULTS, url: AMQP_URL, messages: MESSAGES, queuePrefix: `bench.raw.${process.pid}.${run}` });
-    raw.push(r.endToEndMsgsPerSec);
-    progress(`run ${run + 1}/${RUNS}: botqueue`);
-    const b = await botqueueEndToEnd(run, false);
-    plain.push(b.msgsPerSec);
-    violations += b.orderViolations;
-    progress(`run ${run + 1}/${RUNS}: botqueue with ids`);
-    const i = await botqueueEndToEnd(run, true);
-    ids.push(i.msgsPerSec);
-    violations += i.orderViolations;
-    progress(`  raw ${fmtInt(r.endToEndMsgsPerSec)}  botqueue ${fmtInt(b.msgsPerSec)}  with ids ${fmtInt(i.msgsPerSec)} msg/s`);
+    if (ONLY.has('raw')) {
+      progress(`run ${run + 1}/${RUNS}: raw amqplib`);
+      const r = await runRawAmqplib({ ...DEFAULTS, url: AMQP_URL, messages: MESSAGES, queuePrefix: `bench.raw.${process.pid}.${run}` });
+      raw.push(r.endToEndMsgsPerSec);
+    }
+    if (ONLY.has('botqueue')) {
+      progress(`run ${run + 1}/${RUNS}: botqueue`);
+      const b = await botqueueEndToEnd(run, false);
+      plain.push(b.msgsPerSec);
+      violations += b.orderViolations;
+    }
+    if (ONLY.has('ids')) {
+      progress(`run ${run + 1}/${RUNS}: botqueue with ids`);
+      const i = await botqueueEndToEnd(run, true);
+      ids.push(i.msgsPerSec);
+      violations += i.orderViolations;
+    }
+    progress(`  raw ${fmtInt(raw.at(-1) ?? NaN)}  botqueue ${fmtInt(plain.at(-1) ?? NaN)}  with ids ${fmtInt(ids.at(-1) ?? NaN)} msg/s`);
   }
   const result = {
     messages: MESSAGES,

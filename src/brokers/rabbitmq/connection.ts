@@ -47,13 +47,13 @@ export class AmqpConnection extends EventEmitter<AmqpConnectionEvents> {
     model.on('error', () => undefined);
   }
 
-  static async open(url: string, heartbeatSeconds: number): Promise<AmqpConnection> {
+  static async open(url: string, heartbeatSeconds: number, name = 'botqueue'): Promise<AmqpConnection> {
     const amqplib = await loadAmqplib();
     let model: RecoveringChannelModel;
     try {
       model = await amqplib.connect(url, {
         heartbeat: heartbeatSeconds,
-        clientProperties: { connection_name: 'botqueue' },
+        clientProperties: { connection_name: name },
         recovery: { initialDelay: 100, maxDelay: 5_000, factor: 2, jitter: 0.5, maxRetries: Infinity, initialMaxRetries: 2 },
       });
     } catch (error) {

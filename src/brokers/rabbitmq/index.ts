@@ -20,12 +20,16 @@ export async function open(url: string, options: RabbitmqOptions = {}): Promise<
   const { amqpUrl, options: resolved } = parseRabbitmqUrl(url, options);
   const names = new Names(resolved.namespace);
   const store = await openPostgresStore(resolved.storeUrl, { schema: names.schema, now: resolved.now });
-  let connection: AmqpConnection;
+  // Two connections, as RabbitMQ advises: flow control throttles a connection that publishes
+  // too fast, and that must not hold back the acks and deliveries of the consumers.
+  const connections: AmqpConnection[] = [];
   try {
-    connection = await AmqpConnection.open(amqpUrl, resolved.heartbeatSeconds);
+    connections.push(await AmqpConnection.open(amqpUrl, resolved.heartbeatSeconds, 'botqueue-consume'));
+    connections.push(await AmqpConnection.open(amqpUrl, resolved.heartbeatSeconds, 'botqueue-publish'));
   } catch (error) {
+    await Promise.all(connections.map((c) => c.close()));
     await store.close();
     throw error;
   }
-  return new RabbitmqBroker(connection, store, names, resolved);
+  return new RabbitmqBroker({ consume: connections[0]!, publish: connections[1]! }, store, names, resolved);
 }

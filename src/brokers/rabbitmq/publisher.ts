@@ -34,53 +34,61 @@ export class ConfirmPublisher {
     private readonly confirmTimeoutMs: number = 15_000,
   ) {}
 
-  /** Publishes every message and resolves once all are confirmed; rejects if any is not. */
+  /**
+   * Publishes every message and resolves once all are confirmed; rejects (retriable) if any is
+   * nacked, its channel closes first, or the batch is not confirmed within confirmTimeoutMs.
+   * One timer and one channel lookup per batch: per-message timers cost more than the publish.
+   */
   async publishAll(messages: Outgoing[]): Promise<void> {
-    const confirms: Array<Promise<void>> = [];
-    for (const message of messages) {
-      await this.room();
-      confirms.push(this.publishOne(message));
+    if (messages.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(unconfirmed(`not confirmed within ${this.confirmTimeoutMs} ms`)), this.confirmTimeoutMs);
+    });
+    expired.catch(() => undefined);
+    try {
+      // While RabbitMQ is away, getting a channel waits for the reconnect: the timer bounds it.
+      let channel = await Promise.race([this.currentChannel(), expired]);
+      const confirms: Array<Promise<void>> = [];
+      for (const message of messages) {
+        if (this.inFlight >= this.maxUnconfirmed || this.draining !== undefined) {
+          await Promise.race([this.room(), expired]);
+          channel = await Promise.race([this.currentChannel(), expired]);
+        }
+        confirms.push(this.publishOne(channel, message));
+      }
+      const results = await Promise.race([Promise.allSettled(confirms), expired]);
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed !== undefined) throw failed.reason;
+    } finally {
+      clearTimeout(timer);
     }
-    const results = await Promise.allSettled(confirms);
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed !== undefined) throw failed.reason;
   }
 
-  private async publishOne(message: Outgoing): Promise<void> {
+  private publishOne(channel: ConfirmChannel, message: Outgoing): Promise<void> {
     this.inFlight++;
-    try {
-      // While RabbitMQ is away, getting a channel waits for the reconnect; a caller gets a
-      // retriable error after confirmTimeoutMs instead of waiting without end.
-      const deadline = Date.now() + this.confirmTimeoutMs;
-      const channel = await withTimeout(this.currentChannel(), this.confirmTimeoutMs, () => unconfirmed(`no connection within ${this.confirmTimeoutMs} ms`));
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => fail(unconfirmed(`no confirm within ${this.confirmTimeoutMs} ms`)), Math.max(1, deadline - Date.now()));
-        const fail = (error: Error): void => {
-          clearTimeout(timer);
-          this.failPending.delete(fail);
-          reject(error);
-        };
-        this.failPending.add(fail);
-        const done = (error: unknown): void => {
-          clearTimeout(timer);
-          this.failPending.delete(fail);
-          if (error === null || error === undefined) resolve();
-          else reject(unconfirmed('nacked', error));
-        };
-        let writable: boolean;
-        try {
-          writable = channel.publish(message.exchange, message.routingKey, message.content, message.properties, done);
-        } catch (error) {
-          fail(unconfirmed('the channel is closed', error));
-          return;
-        }
-        // The socket's buffer is full: further publishes wait for 'drain' (via room()).
-        if (!writable) this.awaitDrain(channel);
-      });
-    } finally {
-      this.inFlight--;
-      this.roomWaiters.shift()?.();
-    }
+    return new Promise<void>((resolve, reject) => {
+      const settle = (error: Error | undefined): void => {
+        if (!this.failPending.delete(fail)) return;
+        this.inFlight--;
+        this.roomWaiters.shift()?.();
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+      const fail = (error: Error): void => settle(error);
+      this.failPending.add(fail);
+      let writable: boolean;
+      try {
+        writable = channel.publish(message.exchange, message.routingKey, message.content, message.properties, (error: unknown) =>
+          settle(error === null || error === undefined ? undefined : unconfirmed('nacked', error)),
+        );
+      } catch (error) {
+        settle(unconfirmed('the channel is closed', error));
+        return;
+      }
+      // The socket's buffer is full: further publishes wait for 'drain' (via room()).
+      if (!writable) this.awaitDrain(channel);
+    });
   }
 
   private draining: Promise<void> | undefined;
@@ -130,12 +138,3 @@ export class ConfirmPublisher {
   }
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number, error: () => Error): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(error()), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}

@@ -76,14 +76,19 @@ export class RabbitmqBroker implements Broker {
   private readonly housekeeping: NodeJS.Timeout;
   private closed = false;
 
+  private readonly connection: AmqpConnection;
+  private readonly publishConnection: AmqpConnection;
+
   constructor(
-    private readonly connection: AmqpConnection,
+    connections: { consume: AmqpConnection; publish: AmqpConnection },
     private readonly store: CoordinationStore,
     private readonly names: Names,
     private readonly options: ResolvedRabbitmqOptions,
   ) {
-    this.publisher = new ConfirmPublisher(connection, options.maxUnconfirmed);
-    this.topology = new Topology(connection, names, { deliveryLimit: options.deliveryLimit });
+    this.connection = connections.consume;
+    this.publishConnection = connections.publish;
+    this.publisher = new ConfirmPublisher(this.publishConnection, options.maxUnconfirmed);
+    this.topology = new Topology(this.connection, names, { deliveryLimit: options.deliveryLimit });
     this.housekeeping = setInterval(() => void this.store.housekeeping().catch(() => undefined), 60_000);
     this.housekeeping.unref();
   }
@@ -610,7 +615,7 @@ export class RabbitmqBroker implements Broker {
     await Promise.all([...this.drains.values()].map((drain) => drain.stop()));
     this.subscriptions.clear();
     await this.topology.close();
-    await this.connection.close();
+    await Promise.all([this.connection.close(), this.publishConnection.close()]);
     await this.store.close();
   }
 

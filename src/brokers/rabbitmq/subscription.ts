@@ -248,9 +248,12 @@ export class PartitionSubscription {
   }
 
   /**
-   * Acks these held deliveries and resolves once RabbitMQ has processed the acks (a round trip
-   * on the same channel after them), so that a settled message stays settled if the connection
-   * drops right after. Returns false when the channel is gone: the messages come again.
+   * Acks these held deliveries and resolves once RabbitMQ has processed the acks, so that a
+   * settled message stays settled if the connection drops right after (otherwise a key's next
+   * message could run before its predecessor comes back). The proof is a round trip on the same
+   * channel after the acks: frames on a channel are handled in order. One round trip covers
+   * every ack sent before it, so concurrent settlements share it. Returns false when the
+   * channel is gone: the messages come again.
    */
   async ack(seqs: number[]): Promise<boolean> {
     const channel = this.channel;
@@ -262,13 +265,31 @@ export class PartitionSubscription {
       channel.ack(held.message);
       this.remember(held.delivery.id);
     }
-    try {
-      // basic.qos with the same count changes nothing; its reply comes after the acks were processed.
-      await channel.prefetch(this.prefetch);
-      return true;
-    } catch {
-      return false;
+    return this.barrier(channel);
+  }
+
+  private inFlightBarrier: { channel: Channel; done: Promise<boolean> } | undefined;
+  private nextBarrier: { channel: Channel; done: Promise<boolean> } | undefined;
+
+  /** A round trip that starts after every frame sent so far; coalesced so at most one waits behind the one in flight. */
+  private barrier(channel: Channel): Promise<boolean> {
+    if (this.inFlightBarrier === undefined || this.inFlightBarrier.channel !== channel) {
+      const done = roundTrip(channel).finally(() => {
+        if (this.inFlightBarrier?.done === done) this.inFlightBarrier = undefined;
+      });
+      this.inFlightBarrier = { channel, done };
+      return done;
     }
+    // Acks sent now are not covered by the round trip already under way: wait for the next one.
+    if (this.nextBarrier === undefined || this.nextBarrier.channel !== channel) {
+      const after = this.inFlightBarrier.done;
+      const done = after.then(() => {
+        if (this.nextBarrier?.done === done) this.nextBarrier = undefined;
+        return this.barrier(channel);
+      });
+      this.nextBarrier = { channel, done };
+    }
+    return this.nextBarrier.done;
   }
 
   private remember(id: string): void {
@@ -319,5 +340,15 @@ export class PartitionSubscription {
     this.incoming = [];
     this.wake();
     if (channel !== undefined) await closeChannel(channel);
+  }
+}
+
+/** A passive declare of a built-in exchange: answered by the channel itself, after the frames before it. */
+async function roundTrip(channel: Channel): Promise<boolean> {
+  try {
+    await channel.checkExchange('amq.direct');
+    return true;
+  } catch {
+    return false;
   }
 }
