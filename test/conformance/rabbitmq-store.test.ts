@@ -635,6 +635,27 @@ pgTest('without an injected clock the server clock is used', async ({ open }) =>
   assert.equal(await store.getEffect('t', 'g', 'm', 'e'), 'r', 'live rows survive housekeeping');
 });
 
+pgTest('withLock: holders in two stores on one schema never overlap; another name does not wait', async ({ open }) => {
+  const a = await open();
+  const b = await open();
+  const log: string[] = [];
+  const hold = (store: typeof a, who: string) =>
+    store.withLock('unclaimed:t', async () => {
+      log.push(`${who} in`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      log.push(`${who} out`);
+    });
+  let other = false;
+  await Promise.all([hold(a, 'a'), hold(b, 'b'), b.withLock('unclaimed:u', () => Promise.resolve((other = true)))]);
+  assert.ok(other);
+  assert.ok(
+    (log[0] === 'a in' && log[1] === 'a out') || (log[0] === 'b in' && log[1] === 'b out'),
+    `one holder at a time: ${log.join(', ')}`,
+  );
+  await assert.rejects(a.withLock('x', () => Promise.reject(new Error('boom'))), /boom/);
+  assert.equal(await a.withLock('x', () => Promise.resolve(7)), 7, 'the lock was released after a failure');
+});
+
 pgTest('a closed store refuses calls; close is idempotent', async ({ open }) => {
   const store = await open();
   await store.close();

@@ -6,13 +6,14 @@
 import type { Options } from 'amqplib';
 import type { PreparedMessage } from '../../core/envelope.js';
 
+/**
+ * The numbers travel in one header ("seq;partition;publishedAt;notBefore"), the id as the
+ * standard message-id property: every header table entry costs encoding on the way out and
+ * parsing on the way in, per message.
+ */
 const H = {
-  id: 'bq-id',
-  seq: 'bq-seq',
+  numbers: 'bq',
   key: 'bq-key',
-  partition: 'bq-partition',
-  publishedAt: 'bq-published-at',
-  notBefore: 'bq-not-before',
   headers: 'bq-headers',
 } as const;
 
@@ -28,35 +29,30 @@ export interface DecodedMessage {
 }
 
 export function encodeProperties(message: PreparedMessage, seq: number, publishedAt: number): Options.Publish {
-  const headers: Record<string, unknown> = {
-    [H.id]: message.id,
-    [H.seq]: seq,
-    [H.partition]: message.partition,
-    [H.publishedAt]: publishedAt,
-  };
+  const headers: Record<string, unknown> = { [H.numbers]: `${seq};${message.partition};${publishedAt};${message.notBefore}` };
   if (message.key !== null) headers[H.key] = message.key;
-  if (message.notBefore > 0) headers[H.notBefore] = message.notBefore;
   if (Object.keys(message.headers).length > 0) headers[H.headers] = JSON.stringify(message.headers);
   return { persistent: true, contentType: 'application/json', messageId: message.id, headers };
 }
 
 /** Decodes what `encodeProperties` wrote; undefined for a message botqueue did not publish. */
-export function decodeMessage(properties: { headers?: Record<string, unknown> | undefined }, content: Buffer): DecodedMessage | undefined {
+export function decodeMessage(properties: { headers?: Record<string, unknown> | undefined; messageId?: unknown }, content: Buffer): DecodedMessage | undefined {
   const headers = properties.headers ?? {};
-  const id = headers[H.id];
-  const seq = toNumber(headers[H.seq]);
-  const partition = toNumber(headers[H.partition]);
-  if (typeof id !== 'string' || seq === undefined || partition === undefined) return undefined;
-  const key = headers[H.key];
-  const userHeaders = headers[H.headers];
+  const id = properties.messageId;
+  const numbers = text(headers[H.numbers]);
+  if (typeof id !== 'string' || numbers === undefined) return undefined;
+  const [seq, partition, publishedAt, notBefore] = numbers.split(';').map(Number);
+  if (!Number.isSafeInteger(seq) || !Number.isSafeInteger(partition)) return undefined;
+  const key = text(headers[H.key]);
+  const userHeaders = text(headers[H.headers]);
   return {
     id,
-    seq,
-    key: typeof key === 'string' ? key : null,
-    partition,
-    publishedAt: toNumber(headers[H.publishedAt]) ?? 0,
-    notBefore: toNumber(headers[H.notBefore]) ?? 0,
-    headers: typeof userHeaders === 'string' ? (JSON.parse(userHeaders) as Record<string, string>) : {},
+    seq: seq!,
+    key: key ?? null,
+    partition: partition!,
+    publishedAt: Number.isFinite(publishedAt) ? publishedAt! : 0,
+    notBefore: Number.isFinite(notBefore) ? notBefore! : 0,
+    headers: userHeaders === undefined ? {} : (JSON.parse(userHeaders) as Record<string, string>),
     payload: content.toString('utf8'),
   };
 }
@@ -66,11 +62,9 @@ export function toPrepared(message: DecodedMessage): PreparedMessage {
   return { id: message.id, key: message.key, partition: message.partition, payload: message.payload, headers: message.headers, notBefore: message.notBefore, dedup: false };
 }
 
-/** AMQP tables carry large integers as int64, which amqplib may hand back as numbers or bigint-like objects. */
-function toNumber(value: unknown): number | undefined {
-  if (typeof value === 'number' && Number.isFinite(value)) return value;
-  if (typeof value === 'bigint') return Number(value);
-  if (typeof value === 'string' && /^-?\d+$/.test(value)) return Number(value);
-  if (typeof value === 'object' && value !== null && 'value' in value) return toNumber((value).value);
+/** A header's text: amqplib hands long strings back as strings, or as Buffers for byte arrays. */
+function text(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (Buffer.isBuffer(value)) return value.toString('utf8');
   return undefined;
 }

@@ -22,11 +22,21 @@ function unconfirmed(reason: string, cause?: unknown): BotqueueError {
   });
 }
 
+interface Batch {
+  total: number;
+  /** Not yet confirmed. */
+  left: number;
+  /** Handed to the channel. */
+  sent: number;
+  error: Error | undefined;
+  closed: boolean;
+  finish(error: Error | undefined): void;
+}
+
 export class ConfirmPublisher {
   private channel: Promise<ConfirmChannel> | undefined;
   private inFlight = 0;
   private readonly roomWaiters: Array<() => void> = [];
-  private readonly failPending = new Set<(error: Error) => void>();
 
   constructor(
     private readonly connection: AmqpConnection,
@@ -37,58 +47,70 @@ export class ConfirmPublisher {
   /**
    * Publishes every message and resolves once all are confirmed; rejects (retriable) if any is
    * nacked, its channel closes first, or the batch is not confirmed within confirmTimeoutMs.
-   * One timer and one channel lookup per batch: per-message timers cost more than the publish.
+   * A batch is tracked as one counter with one confirm callback and one timer: per-message
+   * promises and timers cost more CPU than the publish itself.
    */
   async publishAll(messages: Outgoing[]): Promise<void> {
     if (messages.length === 0) return;
     let timer: NodeJS.Timeout | undefined;
-    const expired = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(unconfirmed(`not confirmed within ${this.confirmTimeoutMs} ms`)), this.confirmTimeoutMs);
+    const batch: Batch = { total: messages.length, left: messages.length, sent: 0, error: undefined, closed: false, finish: () => undefined };
+    const finished = new Promise<void>((resolve, reject) => {
+      batch.finish = (error) => (error === undefined ? resolve() : reject(error));
+      timer = setTimeout(() => this.closeBatch(batch, unconfirmed(`not confirmed within ${this.confirmTimeoutMs} ms`)), this.confirmTimeoutMs);
     });
-    expired.catch(() => undefined);
+    finished.catch(() => undefined);
+    this.openBatches.add(batch);
+    const confirm = (error: unknown): void => {
+      if (batch.closed) return;
+      this.inFlight--;
+      this.roomWaiters.shift()?.();
+      if (error !== null && error !== undefined) batch.error ??= unconfirmed('nacked', error);
+      if (--batch.left === 0) this.closeBatch(batch, batch.error);
+    };
     try {
       // While RabbitMQ is away, getting a channel waits for the reconnect: the timer bounds it.
-      let channel = await Promise.race([this.currentChannel(), expired]);
-      const confirms: Array<Promise<void>> = [];
+      let channel = await Promise.race([this.currentChannel(), finished.then(() => undefined)]);
       for (const message of messages) {
+        if (batch.closed || channel === undefined) break;
         if (this.inFlight >= this.maxUnconfirmed || this.draining !== undefined) {
-          await Promise.race([this.room(), expired]);
-          channel = await Promise.race([this.currentChannel(), expired]);
+          await Promise.race([this.room(), finished]);
+          channel = await Promise.race([this.currentChannel(), finished.then(() => undefined)]);
+          if (batch.closed || channel === undefined) break;
         }
-        confirms.push(this.publishOne(channel, message));
+        let writable: boolean;
+        try {
+          this.inFlight++;
+          batch.sent++;
+          writable = channel.publish(message.exchange, message.routingKey, message.content, message.properties, confirm);
+        } catch (error) {
+          this.closeBatch(batch, unconfirmed('the channel is closed', error));
+          break;
+        }
+        // The socket's buffer is full: further publishes wait for 'drain' (via room()).
+        if (!writable) this.awaitDrain(channel);
       }
-      const results = await Promise.race([Promise.allSettled(confirms), expired]);
-      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed !== undefined) throw failed.reason;
+      await finished;
     } finally {
       clearTimeout(timer);
+      this.closeBatch(batch, unconfirmed('the publish was abandoned'));
     }
   }
 
-  private publishOne(channel: ConfirmChannel, message: Outgoing): Promise<void> {
-    this.inFlight++;
-    return new Promise<void>((resolve, reject) => {
-      const settle = (error: Error | undefined): void => {
-        if (!this.failPending.delete(fail)) return;
-        this.inFlight--;
-        this.roomWaiters.shift()?.();
-        if (error === undefined) resolve();
-        else reject(error);
-      };
-      const fail = (error: Error): void => settle(error);
-      this.failPending.add(fail);
-      let writable: boolean;
-      try {
-        writable = channel.publish(message.exchange, message.routingKey, message.content, message.properties, (error: unknown) =>
-          settle(error === null || error === undefined ? undefined : unconfirmed('nacked', error)),
-        );
-      } catch (error) {
-        settle(unconfirmed('the channel is closed', error));
-        return;
-      }
-      // The socket's buffer is full: further publishes wait for 'drain' (via room()).
-      if (!writable) this.awaitDrain(channel);
-    });
+  private readonly openBatches = new Set<Batch>();
+
+  /** Ends a batch once: confirmed (no error) or failed; its unconfirmed publishes stop counting as in flight. */
+  private closeBatch(batch: Batch, error: Error | undefined): void {
+    if (batch.closed) return;
+    batch.closed = true;
+    this.openBatches.delete(batch);
+    // Sent and not confirmed yet: their confirms, if they come, are ignored from now on.
+    this.inFlight -= batch.sent - (batch.total - batch.left);
+    for (;;) {
+      const wake = this.roomWaiters.shift();
+      if (wake === undefined) break;
+      wake();
+    }
+    batch.finish(error);
   }
 
   private draining: Promise<void> | undefined;
@@ -117,8 +139,7 @@ export class ConfirmPublisher {
         channel.on('close', () => {
           if (this.channel === opening) this.channel = undefined;
           // Publishes whose confirm never came: the broker may or may not have them.
-          for (const fail of [...this.failPending]) fail(unconfirmed('the channel closed before the confirm'));
-          this.failPending.clear();
+          for (const batch of [...this.openBatches]) this.closeBatch(batch, unconfirmed('the channel closed before the confirm'));
         });
         return channel;
       });

@@ -153,7 +153,8 @@ export class RabbitmqBroker implements Broker {
   private async copyUnclaimed(topic: string, group: string): Promise<void> {
     const copy = (exchange: string, routingKey: string, message: ConsumeMessage): Promise<void> =>
       this.publisher.publishAll([{ exchange, routingKey, content: message.content, properties: { ...message.properties, persistent: true } }]);
-    await this.topology.rotateQueue(this.names.unclaimedQueue(topic), {
+    // One copier per topic at a time, in every process: each must see the whole queue once.
+    await this.store.withLock(`unclaimed:${topic}`, () => this.topology.rotateQueue(this.names.unclaimedQueue(topic), {
       markEnd: (marker) =>
         this.publisher.publishAll([{ exchange: this.names.unclaimedExchange(topic), routingKey: '', content: Buffer.alloc(0), properties: { persistent: true, headers: { [MARKER_HEADER]: marker } } }]),
       each: async (message) => {
@@ -161,7 +162,7 @@ export class RabbitmqBroker implements Broker {
         if (decoded !== undefined) await copy('', this.names.partitionQueue(topic, group, decoded.partition), message);
       },
       putBack: (message) => copy(this.names.unclaimedExchange(topic), '', message),
-    });
+    }));
   }
 
   // ---------------------------------------------------------------- publishing

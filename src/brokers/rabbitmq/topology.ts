@@ -122,19 +122,21 @@ export class Topology {
   }
 
   /**
-   * Reads every message in `queue` once, through an exclusive consumer (a second copier, in any
-   * process, is refused by RabbitMQ and waits). Having the queue to itself, it appends a marker
+   * Reads every message in `queue` once. The caller holds a lock every process sees (quorum
+   * queues do not enforce exclusive consumers). Having the queue to itself, it appends a marker
    * (`markEnd`) and goes until the marker comes back: each message before it is given to
    * `each`, put back at the tail (`putBack`, so the next new group gets it too) and acked.
    * Markers left by a copier that crashed are dropped.
    */
   async rotateQueue(queue: string, steps: { markEnd(marker: string): Promise<void>; each(message: ConsumeMessage): Promise<void>; putBack(message: ConsumeMessage): Promise<void> }): Promise<number> {
-    for (let attempt = 0; ; attempt++) {
+    {
       const channel = await this.connection.channel();
       const marker = randomUUID();
       let copied = 0;
       try {
         await channel.prefetch(500);
+        // The marker goes in before anything is read, so no put-back can land ahead of it.
+        await steps.markEnd(marker);
         await new Promise<void>((resolve, reject) => {
           let chain: Promise<void> = Promise.resolve();
           let finished = false;
@@ -165,20 +167,14 @@ export class Topology {
                 // One after another: the copies keep the queue's order.
                 chain = chain.then(() => handle(message)).catch((error: unknown) => reject(error instanceof Error ? error : new Error(String(error))));
               },
-              { noAck: false, exclusive: true },
+              { noAck: false },
             )
-            .then(() => steps.markEnd(marker))
             .catch(reject);
         });
         await closeChannel(channel);
         return copied;
       } catch (error) {
         await closeChannel(channel);
-        // ACCESS_REFUSED: another process is copying; wait for it and try again.
-        if (attempt < 300 && /ACCESS_REFUSED|exclusive/i.test((error as Error).message)) {
-          await new Promise((resolve) => setTimeout(resolve, 100));
-          continue;
-        }
         throw error;
       }
     }

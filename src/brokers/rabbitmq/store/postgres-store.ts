@@ -178,6 +178,25 @@ export class PostgresStore implements CoordinationStore {
     });
   }
 
+  async withLock<T>(name: string, work: () => Promise<T>): Promise<T> {
+    this.checkOpen();
+    const key = `${this.t.topics}:${name}`;
+    let client: PoolClient;
+    try {
+      client = await this.pool.connect();
+      await client.query('SELECT pg_advisory_lock(hashtext($1))', [key]);
+    } catch (error) {
+      throw toStoreError(error, `take the lock "${name}"`);
+    }
+    try {
+      return await work();
+    } finally {
+      // A session lock: released explicitly, or by PostgreSQL if this connection dies.
+      await client.query('SELECT pg_advisory_unlock(hashtext($1))', [key]).catch(() => undefined);
+      client.release();
+    }
+  }
+
   async now(): Promise<number> {
     const injected = this.clock();
     if (injected !== null) return injected;

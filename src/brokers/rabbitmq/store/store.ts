@@ -148,6 +148,12 @@ export interface CoordinationStore {
   /** Groups of a topic with counts, leases (owners only while their lease is live) and members, in one snapshot. */
   groupSnapshots(topic: string): Promise<GroupSnapshot[]>;
 
+  /**
+   * Runs `work` while holding a lock named `name` that every process of the deployment sees
+   * (one holder at a time; released when work ends or the holder's connection dies).
+   */
+  withLock<T>(name: string, work: () => Promise<T>): Promise<T>;
+
   /** Deletes expired dedup records, effects and message states. */
   housekeeping(): Promise<void>;
 
