@@ -16,7 +16,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
   stats: { summary: 'backlog, in flight, oldest age, dead letters, parked keys per topic and group', load: async () => (await import('./stats.js')).command },
   dlq: { summary: 'dead letters: summary, list, show, redrive, purge', load: async () => (await import('./dlq.js')).command },
   topics: { summary: 'create a topic, list topics', load: async () => (await import('./topics.js')).command },
-  doctor: { summary: 'check Node, the backend's driver, the broker URL, the data directory and a connection', load: async () => (await import('./doctor.js')).command },
+  doctor: { summary: 'check Node, the backend driver, the broker URL, the data directory and a connection', load: async () => (await import('./doctor.js')).command },
 };
 
 function version(): string {
