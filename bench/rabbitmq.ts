@@ -7,16 +7,17 @@
  * manual acks of each message, per-key order checked on every message.
  *  - raw: bench/raw-amqplib.ts (phase 3: consumers subscribed, then N messages published;
  *    msgs/s = N / (first publish → last ack)).
- *  - botqueue: a worker (no-op handler, concurrency 32) runs, then the producer publishes N
- *    messages with publishBatch(1,000), two batches in flight; msgs/s = N / (first publish → last
- *    handled). Messages carry no id (no dedup record), as on the raw side. "botqueue + ids"
+ *  - botqueue: a worker (no-op handler, concurrency 32) runs, then two producers publish N
+ *    messages with publishBatch(1,000) in a loop each (each producer owns half of the keys);
+ *    msgs/s = N / (first publish → last handled). Messages carry no id (no dedup record), as on the raw side. "botqueue + ids"
  *    (info): every message has a producer id, so each publish also reserves and confirms a
  *    dedup record in PostgreSQL.
  * Every measurement is repeated --runs times (default 3), the runs of the three variants
  * interleaved so machine noise spreads over all of them; medians are reported, and the ratio
  * botqueue / raw (target ≥ 0.85).
  *
- * Flags (or BENCH_* env): --runs=3 --messages=50000 --concurrency=32 --only=raw,botqueue,ids. The broker is
+ * Flags (or BENCH_* env): --runs=3 --messages=50000 --concurrency=32 --producers=2 --batch=1000
+ * --only=raw,botqueue,ids. The broker is
  * BENCH_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672), the store BOTQUEUE_STORE_URL
  * (default postgres://postgres@127.0.0.1:5432/test). The last line of stdout is the result as JSON.
  */
@@ -43,8 +44,9 @@ const AMQP_URL = process.env.BENCH_AMQP_URL ?? DEFAULTS.url;
 const STORE_URL = process.env.BOTQUEUE_STORE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const KEYS = DEFAULTS.keys;
 const PARTITIONS = DEFAULTS.partitions;
-const BATCH = 1_000;
-const IN_FLIGHT_BATCHES = 2;
+const BATCH = flag('batch', 1_000);
+/** Concurrent producers, each awaiting publishBatch(BATCH) in a loop. KEYS must be a multiple of it. */
+const IN_FLIGHT_BATCHES = flag('producers', 2);
 const CAP_MS = 180_000;
 const PAD = 'x'.repeat(DEFAULTS.payloadBytes - 40);
 
@@ -81,20 +83,21 @@ async function botqueueEndToEnd(run: number, withIds: boolean): Promise<E2e> {
     );
     await worker.ready;
     const started = performance.now();
-    let next = 0;
-    const producer = async (): Promise<void> => {
-      while (next < MESSAGES) {
-        const from = next;
-        next = Math.min(MESSAGES, next + BATCH);
-        const batch = [];
-        for (let i = from; i < next; i++) {
-          const key = `k${i % KEYS}`;
-          batch.push(withIds ? { key, id: `m${i}`, payload: { key, n: i, pad: PAD } } : { key, payload: { key, n: i, pad: PAD } });
+    // Each producer owns the keys ≡ p (mod IN_FLIGHT_BATCHES), so every key has one producer
+    // and "publish order" per key is defined (concurrent publishes of one key have no order).
+    const producer = async (p: number): Promise<void> => {
+      let batch = [];
+      for (let i = p; i < MESSAGES; i += IN_FLIGHT_BATCHES) {
+        const key = `k${i % KEYS}`;
+        batch.push(withIds ? { key, id: `m${i}`, payload: { key, n: i, pad: PAD } } : { key, payload: { key, n: i, pad: PAD } });
+        if (batch.length === BATCH) {
+          await bq.publishBatch('bench', batch);
+          batch = [];
         }
-        await bq.publishBatch('bench', batch);
       }
+      if (batch.length > 0) await bq.publishBatch('bench', batch);
     };
-    await Promise.all(Array.from({ length: IN_FLIGHT_BATCHES }, () => producer()));
+    await Promise.all(Array.from({ length: IN_FLIGHT_BATCHES }, (_, p) => producer(p)));
     const timer = setTimeout(done, CAP_MS);
     await allHandled;
     clearTimeout(timer);
