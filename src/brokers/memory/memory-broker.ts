@@ -33,7 +33,7 @@ import { purgeDeadLetters, redriveDeadLetters } from './redrive.js';
 import { settleOne } from './settle.js';
 import { createGroup, createTopic, effectKey, type PendingEntry, type TopicState } from './state.js';
 import { compare, topicStats } from './stats.js';
-import { Watchers } from './watchers.js';
+import { Watchers } from '../watchers.js';
 
 export interface MemoryBrokerOptions {
   /** The clock (epoch ms), so tests can drive time. Default `Date.now`. */

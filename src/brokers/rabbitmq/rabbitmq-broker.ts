@@ -26,6 +26,8 @@ import type {
   TopicStats,
 } from '../broker.js';
 import { checkDeadLetterFilter } from '../dead-letter-filter.js';
+import { sumPartitions } from '../partition-stats.js';
+import { Watchers } from '../watchers.js';
 import type { AmqpConnection } from './connection.js';
 import { DeadLetterDrain } from './dead-letter-drain.js';
 import { decodeMessage, encodeProperties, toPrepared } from './message-codec.js';
@@ -55,8 +57,6 @@ interface LocalLease {
   storeFence: number;
 }
 
-type WatchListener = (partition: number) => void;
-
 export class RabbitmqBroker implements Broker {
   readonly capabilities: BrokerCapabilities = { assignsSeq: true, multiProcess: true, durable: true };
 
@@ -71,7 +71,7 @@ export class RabbitmqBroker implements Broker {
   /** Highest seq this process published per topic and partition (for catch-up waits). */
   private readonly published = new Map<string, number>();
   private readonly controlVersions = new Map<string, number>();
-  private readonly watchers = new Map<string, Set<WatchListener>>();
+  private readonly watchers = new Watchers();
   private readonly drains = new Map<string, DeadLetterDrain>();
   private readonly housekeeping: NodeJS.Timeout;
   private closed = false;
@@ -481,12 +481,7 @@ export class RabbitmqBroker implements Broker {
   async redriveDeadLetters(filter: DeadLetterFilter): Promise<number> {
     this.checkOpen();
     checkDeadLetterFilter('redriveDeadLetters', filter, false);
-    let done = 0;
-    let after = 0;
-    for (;;) {
-      const ids = await this.store.matchDeadLetterIds(filter, after, DLQ_CHUNK);
-      if (ids.length === 0) return done;
-      after = ids.at(-1)!;
+    return this.inChunks(filter, async (ids) => {
       const letters = await this.store.listDeadLetters({ dlqIds: ids, limit: ids.length });
       // Not parked: published again to its group's queue only (at the end of its key), then removed.
       const outgoing: Outgoing[] = [];
@@ -502,21 +497,25 @@ export class RabbitmqBroker implements Broker {
         });
       }
       await this.publisher.publishAll(outgoing);
-      done += (await this.store.removeDeadLetters(ids, 'redrive')).length;
-      if (ids.length < DLQ_CHUNK) return done;
-    }
+      return (await this.store.removeDeadLetters(ids, 'redrive')).length;
+    });
   }
 
   async purgeDeadLetters(filter: DeadLetterFilter): Promise<number> {
     this.checkOpen();
     checkDeadLetterFilter('purgeDeadLetters', filter, false);
+    return this.inChunks(filter, async (ids) => (await this.store.removeDeadLetters(ids, 'purge')).length);
+  }
+
+  /** Runs `work` over the matching dead letters' ids, DLQ_CHUNK at a time; sums what it returns. */
+  private async inChunks(filter: DeadLetterFilter, work: (ids: number[]) => Promise<number>): Promise<number> {
     let done = 0;
     let after = 0;
     for (;;) {
       const ids = await this.store.matchDeadLetterIds(filter, after, DLQ_CHUNK);
       if (ids.length === 0) return done;
       after = ids.at(-1)!;
-      done += (await this.store.removeDeadLetters(ids, 'purge')).length;
+      done += await work(ids);
       if (ids.length < DLQ_CHUNK) return done;
     }
   }
@@ -557,19 +556,9 @@ export class RabbitmqBroker implements Broker {
             };
           }),
         );
-        let backlog = 0;
-        let inFlight = 0;
-        let oldestAgeMs = 0;
-        for (const stats of partitions) {
-          backlog += stats.backlog;
-          inFlight += stats.inFlight;
-          oldestAgeMs = Math.max(oldestAgeMs, stats.oldestAgeMs);
-        }
         return {
           group: snapshot.group,
-          backlog,
-          inFlight,
-          oldestAgeMs,
+          ...sumPartitions(partitions),
           deadLetters: snapshot.deadLetters,
           parkedKeys: snapshot.parkedKeys,
           members: snapshot.members,
@@ -585,26 +574,11 @@ export class RabbitmqBroker implements Broker {
   // ---------------------------------------------------------------- watching and closing
 
   watch(topic: string, listener: (partition: number) => void): () => void {
-    let set = this.watchers.get(topic);
-    if (set === undefined) {
-      set = new Set();
-      this.watchers.set(topic, set);
-    }
-    const subscription: WatchListener = (partition) => listener(partition);
-    set.add(subscription);
-    return () => {
-      this.watchers.get(topic)?.delete(subscription);
-    };
+    return this.watchers.add(topic, listener);
   }
 
   private notify(topic: string, partition: number): void {
-    const set = this.watchers.get(topic);
-    if (set === undefined) return;
-    for (const listener of set) {
-      queueMicrotask(() => {
-        if (this.watchers.get(topic)?.has(listener) === true) listener(partition);
-      });
-    }
+    this.watchers.notify(topic, [partition]);
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { GroupStats, PartitionStats, TopicStats } from '../broker.js';
+import { sumPartitions } from '../partition-stats.js';
 import type { Catalog, TopicRow } from './catalog.js';
 import type { Clock } from './options.js';
 
@@ -72,19 +73,9 @@ export class Stats {
       stats.owner = owner;
       stats.inFlight = inFlight;
     }
-    let backlog = 0;
-    let inFlight = 0;
-    let oldestAgeMs = 0;
-    for (const stats of partitions) {
-      backlog += stats.backlog;
-      inFlight += stats.inFlight;
-      if (stats.oldestAgeMs > oldestAgeMs) oldestAgeMs = stats.oldestAgeMs;
-    }
     return {
       group: name,
-      backlog,
-      inFlight,
-      oldestAgeMs,
+      ...sumPartitions(partitions),
       deadLetters: this.deadLetters.get(topic.name, name)!,
       parkedKeys: this.parkedKeys.get(gid)!,
       members: this.members.get(gid, now)!,
