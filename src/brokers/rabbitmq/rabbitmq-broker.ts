@@ -52,6 +52,20 @@ const TOPIC_SPEC: OptionSpec = {
   dedupWindowMs: { type: 'number', min: 0 },
 };
 
+interface Failure {
+  index: number;
+  sub: PartitionSubscription;
+  settlement: Extract<Settlement, { kind: 'retry' }>;
+  id: string;
+}
+
+interface Death {
+  index: number;
+  sub: PartitionSubscription;
+  settlement: Extract<Settlement, { kind: 'dead' }>;
+  delivery: Delivery;
+}
+
 interface LocalLease {
   member: string;
   storeFence: number;
@@ -356,8 +370,8 @@ export class RabbitmqBroker implements Broker {
     this.checkOpen();
     const outcomes: SettleOutcome[] = new Array<SettleOutcome>(settlements.length);
     const acks = new Map<PartitionSubscription, Array<{ index: number; seq: number; id: string; stored: boolean }>>();
-    const failures: Array<{ index: number; sub: PartitionSubscription; settlement: Extract<Settlement, { kind: 'retry' }> }> = [];
-    const deaths: Array<{ index: number; sub: PartitionSubscription; settlement: Extract<Settlement, { kind: 'dead' }>; delivery: Delivery & { stored: boolean } }> = [];
+    const failures: Failure[] = [];
+    const deaths: Death[] = [];
 
     for (const [index, settlement] of settlements.entries()) {
       const { topic, group, partition, member, fence } = settlement.lease;
@@ -369,19 +383,19 @@ export class RabbitmqBroker implements Broker {
         continue;
       }
       if (!sub.has(settlement.seq)) await sub.waitForSeq(this.published.get(`${topic}\u0000${partition}`) ?? 0, CATCH_UP_MS);
-      const delivery = sub.delivery(settlement.seq);
-      if (delivery === undefined) {
+      const held = sub.held(settlement.seq);
+      if (held === undefined) {
         outcomes[index] = 'missing';
         continue;
       }
       if (settlement.kind === 'ack') {
         const list = acks.get(sub) ?? [];
-        list.push({ index, seq: settlement.seq, id: delivery.id, stored: delivery.stored });
+        list.push({ index, seq: settlement.seq, id: held.delivery.id, stored: held.stored });
         acks.set(sub, list);
       } else if (settlement.kind === 'retry') {
-        failures.push({ index, sub, settlement });
+        failures.push({ index, sub, settlement, id: held.delivery.id });
       } else {
-        deaths.push({ index, sub, settlement, delivery });
+        deaths.push({ index, sub, settlement, delivery: { ...held.delivery } });
       }
     }
 
@@ -390,10 +404,7 @@ export class RabbitmqBroker implements Broker {
     return outcomes;
   }
 
-  private async applyFailures(
-    failures: Array<{ index: number; sub: PartitionSubscription; settlement: Extract<Settlement, { kind: 'retry' }> }>,
-    outcomes: SettleOutcome[],
-  ): Promise<void> {
+  private async applyFailures(failures: Failure[], outcomes: SettleOutcome[]): Promise<void> {
     const byGroup = new Map<string, typeof failures>();
     for (const failure of failures) {
       const key = `${failure.sub.topic}\u0000${failure.sub.group}`;
@@ -405,7 +416,7 @@ export class RabbitmqBroker implements Broker {
       await this.store.recordFailures(
         topic,
         group,
-        list.map(({ sub, settlement }) => ({ id: sub.delivery(settlement.seq)!.id, attempts: settlement.attempts, failedAt: settlement.failedAt, notBefore: settlement.notBefore })),
+        list.map(({ id, settlement }) => ({ id, attempts: settlement.attempts, failedAt: settlement.failedAt, notBefore: settlement.notBefore })),
         Math.max(window, 86_400_000),
       );
       for (const { index, sub, settlement } of list) {
@@ -416,7 +427,7 @@ export class RabbitmqBroker implements Broker {
   }
 
   private async applyDeaths(
-    deaths: Array<{ index: number; sub: PartitionSubscription; settlement: Extract<Settlement, { kind: 'dead' }>; delivery: Delivery & { stored: boolean } }>,
+    deaths: Death[],
     outcomes: SettleOutcome[],
     acks: Map<PartitionSubscription, Array<{ index: number; seq: number; id: string; stored: boolean }>>,
   ): Promise<void> {

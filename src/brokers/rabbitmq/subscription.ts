@@ -40,7 +40,7 @@ export interface SubscriptionHooks {
 export class PartitionSubscription {
   private channel: Channel | undefined;
   private opening: Promise<void> | undefined;
-  private readonly held = new Map<number, Held>();
+  private readonly entries = new Map<number, Held>();
   /** Highest seq handed out on the current channel: seqs given to the worker only grow. */
   private lastSeq = 0;
   /** Highest seq a publisher gave a message this channel received (for catch-up waits). */
@@ -65,12 +65,12 @@ export class PartitionSubscription {
   ) {}
 
   get size(): number {
-    return this.held.size;
+    return this.entries.size;
   }
 
   get oldestPublishedAt(): number {
     let oldest = 0;
-    for (const { delivery } of this.held.values()) if (oldest === 0 || delivery.publishedAt < oldest) oldest = delivery.publishedAt;
+    for (const { delivery } of this.entries.values()) if (oldest === 0 || delivery.publishedAt < oldest) oldest = delivery.publishedAt;
     return oldest;
   }
 
@@ -113,7 +113,7 @@ export class PartitionSubscription {
   private onClose(channel: Channel): void {
     if (this.channel !== channel) return;
     this.channel = undefined;
-    this.held.clear();
+    this.entries.clear();
     this.incoming = [];
     this.wake();
     if (this.closing) return;
@@ -196,14 +196,14 @@ export class PartitionSubscription {
       firstFailedAt: state?.firstFailedAt ?? null,
       parked: state?.parked ?? false,
     };
-    this.held.set(seq, { delivery, message, channel, stored: state !== undefined });
+    this.entries.set(seq, { delivery, message, channel, stored: state !== undefined });
   }
 
   /** Held deliveries with seq > afterSeq, in order, at most `limit`. */
   fetch(afterSeq: number, limit: number): Delivery[] {
     const out: Delivery[] = [];
     if (limit <= 0) return out;
-    for (const [seq, held] of this.held) {
+    for (const [seq, held] of this.entries) {
       if (seq <= afterSeq) continue;
       out.push({ ...held.delivery });
       if (out.length >= limit) break;
@@ -212,22 +212,22 @@ export class PartitionSubscription {
   }
 
   has(seq: number): boolean {
-    return this.held.has(seq);
+    return this.entries.has(seq);
   }
 
-  delivery(seq: number): (Delivery & { stored: boolean }) | undefined {
-    const held = this.held.get(seq);
-    return held === undefined ? undefined : { ...held.delivery, stored: held.stored };
+  /** The held delivery (not a copy: read it, do not keep it) and whether the store has a state row for it. */
+  held(seq: number): { delivery: Readonly<Delivery>; stored: boolean } | undefined {
+    return this.entries.get(seq);
   }
 
   /** Every held delivery that is parked (for a refresh after an operator's redrive or purge). */
   parked(): Delivery[] {
-    return [...this.held.values()].filter((h) => h.delivery.parked).map((h) => ({ ...h.delivery }));
+    return [...this.entries.values()].filter((h) => h.delivery.parked).map((h) => ({ ...h.delivery }));
   }
 
   /** Records a failed attempt on the held delivery (the store was written first). */
   markFailed(seq: number, attempts: number, notBefore: number, failedAt: number): void {
-    const held = this.held.get(seq);
+    const held = this.entries.get(seq);
     if (held === undefined) return;
     held.delivery.attempts = attempts;
     held.delivery.notBefore = notBefore;
@@ -236,7 +236,7 @@ export class PartitionSubscription {
   }
 
   markParked(seq: number, parked: boolean, attempts?: number): void {
-    const held = this.held.get(seq);
+    const held = this.entries.get(seq);
     if (held === undefined) return;
     held.delivery.parked = parked;
     held.stored = true;
@@ -259,9 +259,9 @@ export class PartitionSubscription {
     const channel = this.channel;
     if (channel === undefined) return false;
     for (const seq of seqs) {
-      const held = this.held.get(seq);
+      const held = this.entries.get(seq);
       if (held === undefined || held.channel !== channel) continue;
-      this.held.delete(seq);
+      this.entries.delete(seq);
       channel.ack(held.message);
       this.remember(held.delivery.id);
     }
@@ -306,7 +306,7 @@ export class PartitionSubscription {
    */
   async waitForSeq(seq: number, timeoutMs: number): Promise<void> {
     if (this.opening !== undefined) await this.opening.catch(() => undefined);
-    const reached = (): boolean => this.channel === undefined || this.highestPublishedSeq >= seq || this.held.size >= this.prefetch;
+    const reached = (): boolean => this.channel === undefined || this.highestPublishedSeq >= seq || this.entries.size >= this.prefetch;
     if (reached()) return;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(finish, timeoutMs);
@@ -336,7 +336,7 @@ export class PartitionSubscription {
     if (this.opening !== undefined) await this.opening.catch(() => undefined);
     const channel = this.channel;
     this.channel = undefined;
-    this.held.clear();
+    this.entries.clear();
     this.incoming = [];
     this.wake();
     if (channel !== undefined) await closeChannel(channel);
