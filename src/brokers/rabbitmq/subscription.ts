@@ -49,6 +49,9 @@ export class PartitionSubscription {
   private draining = false;
   private closing = false;
   private readonly recentAcks = new Set<string>();
+  /** The same ids in the order they were acked, so the oldest is forgotten first. */
+  private readonly recentRing: Array<string | undefined> = new Array<string | undefined>(RECENT_ACKS);
+  private recentNext = 0;
   private readonly waiters = new Set<() => void>();
   /** Times the channel was lost; part of the fence, so the worker starts over after a loss. */
   losses = 0;
@@ -258,13 +261,28 @@ export class PartitionSubscription {
   async ack(seqs: number[]): Promise<boolean> {
     const channel = this.channel;
     if (channel === undefined) return false;
+    const acked: ConsumeMessage[] = [];
     for (const seq of seqs) {
       const held = this.entries.get(seq);
       if (held === undefined || held.channel !== channel) continue;
       this.entries.delete(seq);
-      channel.ack(held.message);
+      acked.push(held.message);
       this.remember(held.delivery.id);
     }
+    // Entries are in delivery order, so every delivery tag below the first one still held is
+    // being acked now: one cumulative ack covers them (fewer frames for the client and the queue).
+    const first = this.entries.values().next().value;
+    const lowestHeld = first === undefined ? Number.POSITIVE_INFINITY : first.message.fields.deliveryTag;
+    let upTo: ConsumeMessage | undefined;
+    for (const message of acked) {
+      const tag = message.fields.deliveryTag;
+      if (tag < lowestHeld) {
+        if (upTo === undefined || tag > upTo.fields.deliveryTag) upTo = message;
+      } else {
+        channel.ack(message);
+      }
+    }
+    if (upTo !== undefined) channel.ack(upTo, true);
     return this.barrier(channel);
   }
 
@@ -293,11 +311,11 @@ export class PartitionSubscription {
   }
 
   private remember(id: string): void {
+    const evicted = this.recentRing[this.recentNext];
+    if (evicted !== undefined) this.recentAcks.delete(evicted);
+    this.recentRing[this.recentNext] = id;
+    this.recentNext = (this.recentNext + 1) % RECENT_ACKS;
     this.recentAcks.add(id);
-    if (this.recentAcks.size > RECENT_ACKS) {
-      const oldest = this.recentAcks.values().next().value;
-      if (oldest !== undefined) this.recentAcks.delete(oldest);
-    }
   }
 
   /**
