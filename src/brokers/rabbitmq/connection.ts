@@ -22,27 +22,16 @@ async function loadAmqplib(): Promise<AmqplibModule> {
 }
 
 export interface AmqpConnectionEvents {
+  /** Connected again after a loss: channels made before are dead. */
   up: [];
-  down: [Error];
 }
 
 export class AmqpConnection extends EventEmitter<AmqpConnectionEvents> {
   private closed = false;
-  /** Increases on every (re)connect: a channel made under an older one is dead. */
-  generation = 0;
-  connected = false;
 
   private constructor(private readonly model: RecoveringChannelModel) {
     super();
-    model.on('connect', () => {
-      this.generation++;
-      this.connected = true;
-      this.emit('up');
-    });
-    model.on('disconnect', (error: Error) => {
-      this.connected = false;
-      if (!this.closed) this.emit('down', error);
-    });
+    model.on('connect', () => this.emit('up'));
     // Recovery reports failed attempts as errors; they are expected while the broker is away.
     model.on('error', () => undefined);
   }
@@ -62,10 +51,7 @@ export class AmqpConnection extends EventEmitter<AmqpConnectionEvents> {
         cause: error,
       });
     }
-    const connection = new AmqpConnection(model);
-    connection.generation = 1;
-    connection.connected = true;
-    return connection;
+    return new AmqpConnection(model);
   }
 
   /** A channel on the current connection (waits while reconnecting). */
