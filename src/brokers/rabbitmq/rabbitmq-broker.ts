@@ -30,7 +30,7 @@ import { sumPartitions } from '../partition-stats.js';
 import { Watchers } from '../watchers.js';
 import type { AmqpConnection } from './connection.js';
 import { DeadLetterDrain } from './dead-letter-drain.js';
-import { decodeMessage, encodeProperties, toPrepared } from './message-codec.js';
+import { decodeMessage, encodeMessage, toPrepared } from './message-codec.js';
 import type { Names } from './names.js';
 import type { ResolvedRabbitmqOptions } from './options.js';
 import { ConfirmPublisher, type Outgoing } from './publisher.js';
@@ -211,12 +211,8 @@ export class RabbitmqBroker implements Broker {
     const outgoing: Outgoing[] = [];
     for (const index of sending) {
       const message = messages[index]!;
-      outgoing.push({
-        exchange: this.names.exchange(topic),
-        routingKey: String(message.partition),
-        content: Buffer.from(message.payload, 'utf8'),
-        properties: encodeProperties(message, seqOf[index]!, publishedAt),
-      });
+      const { content, properties } = encodeMessage(message, seqOf[index]!, publishedAt);
+      outgoing.push({ exchange: this.names.exchange(topic), routingKey: String(message.partition), content, properties });
     }
     try {
       await this.publisher.publishAll(outgoing);
@@ -500,12 +496,8 @@ export class RabbitmqBroker implements Broker {
       for (const letter of letters) {
         if (letter.parked) continue;
         const prepared = toPrepared({ ...letter, seq: 0, notBefore: 0 });
-        outgoing.push({
-          exchange: '',
-          routingKey: this.names.partitionQueue(letter.topic, letter.group, letter.partition),
-          content: Buffer.from(letter.payload, 'utf8'),
-          properties: encodeProperties(prepared, this.seqs.next(), publishedAt),
-        });
+        const { content, properties } = encodeMessage(prepared, this.seqs.next(), publishedAt);
+        outgoing.push({ exchange: '', routingKey: this.names.partitionQueue(letter.topic, letter.group, letter.partition), content, properties });
       }
       await this.publisher.publishAll(outgoing);
       return (await this.store.removeDeadLetters(ids, 'redrive')).length;
