@@ -25,8 +25,8 @@ interface Held {
   stored: boolean;
 }
 
-/** Ids acked recently, remembered so a redelivery after a lost ack is dropped, not handled again. */
-const RECENT_ACKS = 4_096;
+/** Ids whose ack may have been lost with a channel, remembered so their redelivery is dropped (bounded). */
+const MAX_SUSPECT_ACKS = 4_096;
 
 export interface SubscriptionHooks {
   /** New deliveries are held (the worker should fetch). */
@@ -48,10 +48,14 @@ export class PartitionSubscription {
   private incoming: ConsumeMessage[] = [];
   private draining = false;
   private closing = false;
-  private readonly recentAcks = new Set<string>();
-  /** The same ids in the order they were acked, so the oldest is forgotten first. */
-  private readonly recentRing: Array<string | undefined> = new Array<string | undefined>(RECENT_ACKS);
-  private recentNext = 0;
+  /** Ids acked on the current channel since the last round trip started: not yet known to have arrived. */
+  private unconfirmedAcks: string[] = [];
+  /**
+   * Ids acked on a channel that was lost before a round trip proved the ack arrived. If RabbitMQ
+   * redelivers one, its ack was lost: the worker already settled it, so the copy is dropped.
+   * Insertion-ordered, so the oldest is forgotten first.
+   */
+  private readonly suspectAcks = new Set<string>();
   private readonly waiters = new Set<() => void>();
   /** Times the channel was lost; part of the fence, so the worker starts over after a loss. */
   losses = 0;
@@ -118,6 +122,8 @@ export class PartitionSubscription {
     this.channel = undefined;
     this.entries.clear();
     this.incoming = [];
+    this.suspect(this.unconfirmedAcks);
+    this.unconfirmedAcks = [];
     this.wake();
     if (this.closing) return;
     this.losses++;
@@ -179,7 +185,7 @@ export class PartitionSubscription {
     }
     if (decoded.seq > this.highestPublishedSeq) this.highestPublishedSeq = decoded.seq;
     const state = message.fields.redelivered ? states.get(decoded.id) : undefined;
-    if (state?.skip === true || (message.fields.redelivered && this.recentAcks.has(decoded.id))) {
+    if (state?.skip === true || (message.fields.redelivered && this.suspectAcks.delete(decoded.id))) {
       channel.ack(message);
       return;
     }
@@ -267,7 +273,7 @@ export class PartitionSubscription {
       if (held === undefined || held.channel !== channel) continue;
       this.entries.delete(seq);
       acked.push(held.message);
-      this.remember(held.delivery.id);
+      this.unconfirmedAcks.push(held.delivery.id);
     }
     // Entries are in delivery order, so every delivery tag below the first one still held is
     // being acked now: one cumulative ack covers them (fewer frames for the client and the queue).
@@ -292,8 +298,12 @@ export class PartitionSubscription {
   /** A round trip that starts after every frame sent so far; coalesced so at most one waits behind the one in flight. */
   private barrier(channel: Channel): Promise<boolean> {
     if (this.inFlightBarrier === undefined || this.inFlightBarrier.channel !== channel) {
-      const done = roundTrip(channel).finally(() => {
+      const covered = this.unconfirmedAcks;
+      this.unconfirmedAcks = [];
+      const done = roundTrip(channel).then((arrived) => {
         if (this.inFlightBarrier?.done === done) this.inFlightBarrier = undefined;
+        if (!arrived) this.suspect(covered);
+        return arrived;
       });
       this.inFlightBarrier = { channel, done };
       return done;
@@ -310,12 +320,11 @@ export class PartitionSubscription {
     return this.nextBarrier.done;
   }
 
-  private remember(id: string): void {
-    const evicted = this.recentRing[this.recentNext];
-    if (evicted !== undefined) this.recentAcks.delete(evicted);
-    this.recentRing[this.recentNext] = id;
-    this.recentNext = (this.recentNext + 1) % RECENT_ACKS;
-    this.recentAcks.add(id);
+  private suspect(ids: string[]): void {
+    for (const id of ids) {
+      this.suspectAcks.add(id);
+      if (this.suspectAcks.size > MAX_SUSPECT_ACKS) this.suspectAcks.delete(this.suspectAcks.values().next().value!);
+    }
   }
 
   /**
