@@ -17,6 +17,7 @@ import type {
   DeadLetterFilter,
   DeadLetterListOptions,
   Delivery,
+  Lease,
   GroupStats,
   PartitionStats,
   SettleOutcome,
@@ -86,6 +87,7 @@ export class RabbitmqBroker implements Broker {
   private readonly published = new Map<string, number>();
   private readonly controlVersions = new Map<string, number>();
   private readonly watchers = new Watchers();
+  private readonly leaseNames = new WeakMap<Lease, { queue: string; leaseKey: string }>();
   private readonly drains = new Map<string, DeadLetterDrain>();
   private readonly housekeeping: NodeJS.Timeout;
   private closed = false;
@@ -264,6 +266,16 @@ export class RabbitmqBroker implements Broker {
     return `${topic}\u0000${group}\u0000${partition}`;
   }
 
+  /** The queue and lease key of a worker's lease, built once per lease object rather than once per settlement. */
+  private namesOf(lease: Lease): { queue: string; leaseKey: string } {
+    let names = this.leaseNames.get(lease);
+    if (names === undefined) {
+      names = { queue: this.names.partitionQueue(lease.topic, lease.group, lease.partition), leaseKey: this.leaseKey(lease.topic, lease.group, lease.partition) };
+      this.leaseNames.set(lease, names);
+    }
+    return names;
+  }
+
   private subscription(topic: string, group: string, partition: number): PartitionSubscription {
     const queue = this.names.partitionQueue(topic, group, partition);
     let sub = this.subscriptions.get(queue);
@@ -369,10 +381,11 @@ export class RabbitmqBroker implements Broker {
     const failures: Failure[] = [];
     const deaths: Death[] = [];
 
-    for (const [index, settlement] of settlements.entries()) {
-      const { topic, group, partition, member, fence } = settlement.lease;
-      const queue = this.names.partitionQueue(topic, group, partition);
-      const lease = this.leases.get(this.leaseKey(topic, group, partition));
+    for (let index = 0; index < settlements.length; index++) {
+      const settlement = settlements[index]!;
+      const { topic, partition, member, fence } = settlement.lease;
+      const { queue, leaseKey } = this.namesOf(settlement.lease);
+      const lease = this.leases.get(leaseKey);
       const sub = this.subscriptions.get(queue);
       if (lease === undefined || lease.member !== member || this.fence(queue, lease.storeFence) !== fence || sub === undefined) {
         outcomes[index] = 'fenced';

@@ -27,6 +27,7 @@ interface Held {
 
 /** Ids whose ack may have been lost with a channel, remembered so their redelivery is dropped (bounded). */
 const MAX_SUSPECT_ACKS = 4_096;
+const NO_STATES: ReadonlyMap<string, MessageState> = new Map();
 
 export interface SubscriptionHooks {
   /** New deliveries are held (the worker should fetch). */
@@ -111,7 +112,12 @@ export class PartitionSubscription {
       (message) => {
         if (message === null) return; // cancelled by the server (queue deleted): 'close' or a resubscribe follows
         this.incoming.push(message);
-        if (!this.draining) void this.drain(channel);
+        // amqplib hands over every delivery of a socket read in one synchronous loop: taking
+        // them in a microtask after it makes one batch (one store read, one wake-up) of them.
+        if (!this.draining) {
+          this.draining = true;
+          queueMicrotask(() => void this.drain(channel));
+        }
       },
       { noAck: false },
     );
@@ -147,13 +153,16 @@ export class PartitionSubscription {
    * first deliveries, the common case, need none).
    */
   private async drain(channel: Channel): Promise<void> {
-    this.draining = true;
     try {
       while (this.incoming.length > 0 && this.channel === channel) {
         const batch = this.incoming;
         this.incoming = [];
-        const redelivered = batch.filter((m) => m.fields.redelivered).map((m) => m.properties.messageId as string | undefined).filter((id): id is string => typeof id === 'string');
-        let states = new Map<string, MessageState>();
+        const redelivered: string[] = [];
+        for (const message of batch) {
+          const id: unknown = message.properties.messageId;
+          if (message.fields.redelivered && typeof id === 'string') redelivered.push(id);
+        }
+        let states = NO_STATES;
         if (redelivered.length > 0) {
           for (;;) {
             try {
@@ -176,7 +185,7 @@ export class PartitionSubscription {
     }
   }
 
-  private hold(channel: Channel, message: ConsumeMessage, states: Map<string, MessageState>): void {
+  private hold(channel: Channel, message: ConsumeMessage, states: ReadonlyMap<string, MessageState>): void {
     const decoded = decodeMessage(message.properties, message.content);
     if (decoded === undefined) {
       // Not botqueue's: nothing can handle it, and holding it would block the queue.
@@ -208,13 +217,17 @@ export class PartitionSubscription {
     this.entries.set(seq, { delivery, message, channel, stored: state !== undefined });
   }
 
-  /** Held deliveries with seq > afterSeq, in order, at most `limit`. */
+  /**
+   * Held deliveries with seq > afterSeq, in order, at most `limit`. The objects themselves, not
+   * copies: a held delivery is never changed in place (markFailed and markParked replace it), so
+   * what the worker was given stays as it was.
+   */
   fetch(afterSeq: number, limit: number): Delivery[] {
     const out: Delivery[] = [];
     if (limit <= 0) return out;
     for (const [seq, held] of this.entries) {
       if (seq <= afterSeq) continue;
-      out.push({ ...held.delivery });
+      out.push(held.delivery);
       if (out.length >= limit) break;
     }
     return out;
@@ -231,29 +244,26 @@ export class PartitionSubscription {
 
   /** Every held delivery that is parked (for a refresh after an operator's redrive or purge). */
   parked(): Delivery[] {
-    return [...this.entries.values()].filter((h) => h.delivery.parked).map((h) => ({ ...h.delivery }));
+    return [...this.entries.values()].filter((h) => h.delivery.parked).map((h) => h.delivery);
   }
 
   /** Records a failed attempt on the held delivery (the store was written first). */
   markFailed(seq: number, attempts: number, notBefore: number, failedAt: number): void {
     const held = this.entries.get(seq);
     if (held === undefined) return;
-    held.delivery.attempts = attempts;
-    held.delivery.notBefore = notBefore;
-    held.delivery.firstFailedAt ??= failedAt;
+    held.delivery = { ...held.delivery, attempts, notBefore, firstFailedAt: held.delivery.firstFailedAt ?? failedAt };
     held.stored = true;
   }
 
   markParked(seq: number, parked: boolean, attempts?: number): void {
     const held = this.entries.get(seq);
     if (held === undefined) return;
-    held.delivery.parked = parked;
-    held.stored = true;
-    if (attempts !== undefined) held.delivery.attempts = attempts;
+    held.delivery = { ...held.delivery, parked, attempts: attempts ?? held.delivery.attempts };
     if (!parked) {
       held.delivery.notBefore = 0;
       held.delivery.firstFailedAt = null;
     }
+    held.stored = true;
   }
 
   /**
