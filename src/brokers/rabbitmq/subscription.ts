@@ -14,10 +14,12 @@
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Delivery } from '../broker.js';
 import { closeChannel, type AmqpConnection } from './connection.js';
+import { HeldDeliveries } from './held-deliveries.js';
 import { decodeMessage } from './message-codec.js';
 import type { CoordinationStore, MessageState } from './store/store.js';
 
 interface Held {
+  readonly seq: number;
   delivery: Delivery;
   message: ConsumeMessage;
   channel: Channel;
@@ -41,7 +43,7 @@ export interface SubscriptionHooks {
 export class PartitionSubscription {
   private channel: Channel | undefined;
   private opening: Promise<void> | undefined;
-  private readonly entries = new Map<number, Held>();
+  private readonly entries = new HeldDeliveries<Held>();
   /** Highest seq handed out on the current channel: seqs given to the worker only grow. */
   private lastSeq = 0;
   /** Highest seq a publisher gave a message this channel received (for catch-up waits). */
@@ -214,7 +216,7 @@ export class PartitionSubscription {
       firstFailedAt: state?.firstFailedAt ?? null,
       parked: state?.parked ?? false,
     };
-    this.entries.set(seq, { delivery, message, channel, stored: state !== undefined });
+    this.entries.add({ seq, delivery, message, channel, stored: state !== undefined });
   }
 
   /**
@@ -223,14 +225,8 @@ export class PartitionSubscription {
    * what the worker was given stays as it was.
    */
   fetch(afterSeq: number, limit: number): Delivery[] {
-    const out: Delivery[] = [];
-    if (limit <= 0) return out;
-    for (const [seq, held] of this.entries) {
-      if (seq <= afterSeq) continue;
-      out.push(held.delivery);
-      if (out.length >= limit) break;
-    }
-    return out;
+    if (limit <= 0) return [];
+    return this.entries.after(afterSeq, limit).map((held) => held.delivery);
   }
 
   has(seq: number): boolean {
@@ -281,13 +277,13 @@ export class PartitionSubscription {
     for (const seq of seqs) {
       const held = this.entries.get(seq);
       if (held === undefined || held.channel !== channel) continue;
-      this.entries.delete(seq);
+      this.entries.remove(seq);
       acked.push(held.message);
       this.unconfirmedAcks.push(held.delivery.id);
     }
     // Entries are in delivery order, so every delivery tag below the first one still held is
     // being acked now: one cumulative ack covers them (fewer frames for the client and the queue).
-    const first = this.entries.values().next().value;
+    const first = this.entries.first();
     const lowestHeld = first === undefined ? Number.POSITIVE_INFINITY : first.message.fields.deliveryTag;
     let upTo: ConsumeMessage | undefined;
     for (const message of acked) {
