@@ -483,7 +483,9 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
           attempt,
           notBefore: delivery.notBefore,
         };
-        await this.handler(envelope, this.context(item, attempt));
+        const result = this.handler(envelope, this.context(item, attempt));
+        // A handler that finished synchronously costs no extra turn.
+        if (isThenable(result)) await result;
       } catch (error) {
         failed = true;
         failure = error;
@@ -502,21 +504,23 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
     return new MessageContext(this.broker, this.topic, this.group, item.delivery.id, attempt, item.run.abort.signal, this.shutdownAbort.signal);
   }
 
-  private async succeed(item: Item, attempt: number, started: number): Promise<RunOutcome> {
+  /** The hot path (once per message): a plain function over the settle promise, not one more async layer. */
+  private succeed(item: Item, attempt: number, started: number): Promise<RunOutcome> {
     const { run, delivery } = item;
-    const outcome = await this.settle({ kind: 'ack', lease: run.lease, seq: delivery.seq }, item);
-    if (outcome === null) return { kind: 'retry', at: Date.now() + 1_000 };
-    this.forget(run, delivery);
-    this.emitIfListened('completed', () => ({
-      topic: this.topic,
-      group: this.group,
-      partition: run.partition,
-      seq: delivery.seq,
-      id: delivery.id,
-      attempt,
-      durationMs: performance.now() - started,
-    }));
-    return DONE;
+    return this.settleBatched({ kind: 'ack', lease: run.lease, seq: delivery.seq }).then(
+      (outcome) => {
+        this.afterSettle(outcome, item);
+        this.forget(run, delivery);
+        if (this.listenerCount('completed') > 0) {
+          this.emit('completed', { topic: this.topic, group: this.group, partition: run.partition, seq: delivery.seq, id: delivery.id, attempt, durationMs: performance.now() - started });
+        }
+        return DONE;
+      },
+      (error: unknown): RunOutcome => {
+        this.reportError(error);
+        return { kind: 'retry', at: Date.now() + 1_000 };
+      },
+    );
   }
 
   private async fail(item: Item, attempt: number, failure: unknown, schedulerKey: string): Promise<RunOutcome> {
@@ -575,7 +579,6 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
    * (lease lost or already settled), or null when the broker failed (the item is tried again).
    */
   private async settle(settlement: Settlement, item: Item): Promise<'ok' | 'gone' | null> {
-    const run = item.run;
     let outcome;
     try {
       outcome = await this.settleBatched(settlement);
@@ -583,7 +586,13 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
       this.reportError(error);
       return null;
     }
+    return this.afterSettle(outcome, item);
+  }
+
+  /** 'gone' when the message is no longer ours (lease lost or already settled): forget it. */
+  private afterSettle(outcome: SettleOutcome, item: Item): 'ok' | 'gone' {
     if (outcome === 'ok') return 'ok';
+    const run = item.run;
     run.inMemory.delete(item.delivery.seq);
     if (outcome === 'fenced') {
       this.loseRun(run);
@@ -702,6 +711,10 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
 }
 
 /** A PermanentError, recognised by its code: a handler may import it from another copy of botqueue. */
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}
+
 function hasPermanentCode(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === ErrorCodes.PERMANENT_FAILURE;
 }
