@@ -105,11 +105,10 @@ const KNOWN_FIELDS = new Set(['key', 'id', 'payload', 'headers', 'delayMs']);
  * serialised once, size checked, partition computed. Nothing is stored when this throws.
  */
 export function prepareMessage(input: unknown, partitions: number, maxMessageBytes: number, now: number, index?: number): PreparedMessage {
-  const where = index === undefined ? 'message' : `message #${index}`;
   try {
     if (typeof input !== 'object' || input === null || Array.isArray(input)) throw bad('a message must be an object { key?, id?, payload, headers?, delayMs? }', 'message');
-    for (const field of Object.keys(input)) {
-      if (!KNOWN_FIELDS.has(field)) throw bad(`unknown message field "${field}"; known fields: key, id, payload, headers, delayMs`, field);
+    for (const field in input) {
+      if (Object.hasOwn(input, field) && !KNOWN_FIELDS.has(field)) throw bad(`unknown message field "${field}"; known fields: key, id, payload, headers, delayMs`, field);
     }
     const m = input as Record<string, unknown>;
     const key = m.key === undefined ? null : checkIdentifier(m.key, 'key', MAX_KEY_LENGTH);
@@ -122,8 +121,11 @@ export function prepareMessage(input: unknown, partitions: number, maxMessageByt
       if (m.delayMs > 0) notBefore = now + Math.ceil(m.delayMs);
     }
     const payload = serialisePayload(m.payload);
-    let size = Buffer.byteLength(payload);
-    for (const [name, value] of Object.entries(headers)) size += Buffer.byteLength(name) + Buffer.byteLength(value);
+    let headerBytes = 0;
+    for (const name in headers) headerBytes += Buffer.byteLength(name) + Buffer.byteLength(headers[name]!);
+    // A UTF-16 unit is at most 3 UTF-8 bytes: most payloads are too short to be over the limit
+    // whatever their characters, and skip counting their bytes.
+    const size = payload.length * 3 + headerBytes <= maxMessageBytes ? 0 : Buffer.byteLength(payload) + headerBytes;
     if (size > maxMessageBytes) {
       throw new BotqueueError(ErrorCodes.MESSAGE_TOO_LARGE, `message is ${size} bytes, over the limit of ${maxMessageBytes} bytes (maxMessageBytes)`, {
         details: { size, limit: maxMessageBytes },
@@ -133,7 +135,7 @@ export function prepareMessage(input: unknown, partitions: number, maxMessageByt
     return { id, key, partition, payload, headers, notBefore, dedup: given };
   } catch (error) {
     if (error instanceof BotqueueError && index !== undefined) {
-      throw new BotqueueError(error.code, `${where}: ${error.message}`, { cause: error.cause, details: { ...error.details, index } });
+      throw new BotqueueError(error.code, `message #${index}: ${error.message}`, { cause: error.cause, details: { ...error.details, index } });
     }
     throw error;
   }

@@ -36,13 +36,15 @@ export interface EncodedMessage {
 }
 
 export function encodeMessage(message: PreparedMessage, seq: number, publishedAt: number): EncodedMessage {
-  const envelope: unknown[] = [VERSION, seq, message.partition, publishedAt, message.notBefore, message.key];
+  // Written by hand rather than JSON.stringify of an array: the numbers are integers, so only
+  // the key and the headers need escaping.
+  let line = `["${VERSION}",${seq},${message.partition},${publishedAt},${message.notBefore},${message.key === null ? 'null' : JSON.stringify(message.key)}`;
   for (const _ in message.headers) {
-    envelope.push(message.headers);
+    line += `,${JSON.stringify(message.headers)}`;
     break;
   }
   return {
-    content: Buffer.from(`${JSON.stringify(envelope)}\n${message.payload}`, 'utf8'),
+    content: Buffer.from(`${line}]\n${message.payload}`, 'utf8'),
     properties: { persistent: true, contentType: CONTENT_TYPE, messageId: message.id },
   };
 }

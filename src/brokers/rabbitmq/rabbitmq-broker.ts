@@ -44,6 +44,8 @@ import { MARKER_HEADER, Topology } from './topology.js';
 const STALE_RESERVATION_MS = 30_000;
 /** How long fetch and settle wait for a message this process published to reach its consumer. */
 const CATCH_UP_MS = 250;
+/** Routing keys are partition numbers: made once, not once per message. */
+const ROUTING_KEYS: readonly string[] = Array.from({ length: 1_024 }, (_, partition) => String(partition));
 /** Fences handed to the worker: the store's fence times this, plus channel losses. */
 const LOSS_BASE = 1_000_000;
 const DLQ_CHUNK = 500;
@@ -211,10 +213,11 @@ export class RabbitmqBroker implements Broker {
       sending.add(index);
     }
     const outgoing: Outgoing[] = [];
+    const exchange = this.names.exchange(topic);
     for (const index of sending) {
       const message = messages[index]!;
       const { content, properties } = encodeMessage(message, seqOf[index]!, publishedAt);
-      outgoing.push({ exchange: this.names.exchange(topic), routingKey: String(message.partition), content, properties });
+      outgoing.push({ exchange, routingKey: ROUTING_KEYS[message.partition] ?? String(message.partition), content, properties });
     }
     try {
       await this.publisher.publishAll(outgoing);
@@ -223,11 +226,16 @@ export class RabbitmqBroker implements Broker {
       throw error;
     }
     if (reserved.length > 0) await this.store.confirmIds(topic, reserved, info.dedupWindowMs);
+    // Seqs grow within the call, so the last one sent per partition is its highest.
+    const highest = new Map<number, number>();
     for (const index of sending) {
       const message = messages[index]!;
       receipts[index] = { id: message.id, topic, partition: message.partition, seq: seqOf[index]!, duplicate: false };
-      const at = `${topic}\u0000${message.partition}`;
-      if ((this.published.get(at) ?? 0) < seqOf[index]!) this.published.set(at, seqOf[index]!);
+      highest.set(message.partition, seqOf[index]!);
+    }
+    for (const [partition, seq] of highest) {
+      const at = `${topic}\u0000${partition}`;
+      if ((this.published.get(at) ?? 0) < seq) this.published.set(at, seq);
     }
     // An id repeated inside the call is a duplicate of its first occurrence.
     for (const [index, message] of messages.entries()) {
