@@ -37,6 +37,9 @@ function flag(name: string, fallback: number): number {
 }
 
 const RUNS = flag('runs', 3);
+/** Rounds run first and thrown away (JIT warm-up, first connections), for every variant alike. */
+const WARMUP = Number(process.argv.find((a) => a.startsWith('--warmup='))?.slice(9) ?? process.env.BENCH_WARMUP ?? 1);
+if (!Number.isInteger(WARMUP) || WARMUP < 0) throw new Error('bench: --warmup must be a whole number >= 0');
 const MESSAGES = flag('messages', DEFAULTS.messages);
 const CONCURRENCY = flag('concurrency', 32);
 const ONLY = new Set((process.argv.find((a) => a.startsWith('--only='))?.slice(7) ?? 'raw,botqueue,ids').split(','));
@@ -55,7 +58,7 @@ interface E2e {
   orderViolations: number;
 }
 
-async function botqueueEndToEnd(run: number, withIds: boolean): Promise<E2e> {
+async function botqueueEndToEnd(run: string, withIds: boolean, MESSAGES: number): Promise<E2e> {
   const namespace = `bench${process.pid}_${run}_${withIds ? 'i' : 'n'}`;
   const bq: Botqueue = await connect(`${AMQP_URL}?namespace=${namespace}&store=${encodeURIComponent(STORE_URL)}`);
   try {
@@ -116,6 +119,13 @@ async function main(): Promise<void> {
   const plain: number[] = [];
   const ids: number[] = [];
   let violations = 0;
+  for (let round = 0; round < WARMUP; round++) {
+    const messages = Math.min(MESSAGES, 20_000);
+    progress(`warm-up ${round + 1}/${WARMUP} (${fmtInt(messages)} messages each, not counted)`);
+    if (ONLY.has('raw')) await runRawAmqplib({ ...DEFAULTS, url: AMQP_URL, messages, queuePrefix: `bench.raw.${process.pid}.w${round}` });
+    if (ONLY.has('botqueue')) violations += (await botqueueEndToEnd(`w${round}`, false, messages)).orderViolations;
+    if (ONLY.has('ids')) violations += (await botqueueEndToEnd(`w${round}`, true, messages)).orderViolations;
+  }
   for (let run = 0; run < RUNS; run++) {
     if (ONLY.has('raw')) {
       progress(`run ${run + 1}/${RUNS}: raw amqplib`);
@@ -124,13 +134,13 @@ async function main(): Promise<void> {
     }
     if (ONLY.has('botqueue')) {
       progress(`run ${run + 1}/${RUNS}: botqueue`);
-      const b = await botqueueEndToEnd(run, false);
+      const b = await botqueueEndToEnd(String(run), false, MESSAGES);
       plain.push(b.msgsPerSec);
       violations += b.orderViolations;
     }
     if (ONLY.has('ids')) {
       progress(`run ${run + 1}/${RUNS}: botqueue with ids`);
-      const i = await botqueueEndToEnd(run, true);
+      const i = await botqueueEndToEnd(String(run), true, MESSAGES);
       ids.push(i.msgsPerSec);
       violations += i.orderViolations;
     }
