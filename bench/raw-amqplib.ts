@@ -44,6 +44,9 @@ export interface RawAmqpResult {
   messages: number;
   publishMs: number;
   consumeMs: number;
+  /** This process's CPU (user + system) per message in phase 1 (publish-only) and phase 2 (drain), µs. */
+  publishCpuMicros: number;
+  consumeCpuMicros: number;
   endToEndMsgsPerSec: number;
   publishMsgsPerSec: number;
 }
@@ -67,6 +70,12 @@ type AckMode = 'single' | 'multiple';
 interface Detail extends RawAmqpResult {
   /** Publish rate inside phase 3, while the consumers run (info). */
   concurrentPublishMsgsPerSec: number;
+}
+
+/** CPU (user + system) this process used since `since`, in µs. */
+export function cpuMicros(since: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(since);
+  return used.user + used.system;
 }
 
 /** A phase that has not finished by then is broken (lost or stuck messages), not slow. */
@@ -319,14 +328,19 @@ async function runDetailed(opts: RawAmqpOptions, ackMode: AckMode): Promise<Deta
     const { publishAll } = producer(confirm, opts, names.exchange);
 
     // Phase 1: publish-only, into idle queues.
+    let cpu = process.cpuUsage();
     const publishMs = await publishAll();
+    const publishCpuMicros = cpuMicros(cpu) / opts.messages;
 
     // Phase 2: drain the backlog of phase 1.
     const drainStarted = performance.now();
+    cpu = process.cpuUsage();
     const drain = await startConsumers(subConn, opts, names, ackMode);
     let consumeMs: number;
+    let consumeCpuMicros: number;
     try {
       consumeMs = (await awaitPhase(drain.done, 'the drain')) - drainStarted;
+      consumeCpuMicros = cpuMicros(cpu) / opts.messages;
     } finally {
       await drain.stop();
     }
@@ -350,6 +364,8 @@ async function runDetailed(opts: RawAmqpOptions, ackMode: AckMode): Promise<Deta
       messages: opts.messages,
       publishMs,
       consumeMs,
+      publishCpuMicros,
+      consumeCpuMicros,
       endToEndMsgsPerSec: opts.messages / (e2eMs / 1000),
       publishMsgsPerSec: opts.messages / (publishMs / 1000),
       concurrentPublishMsgsPerSec: opts.messages / (concurrentPublishMs / 1000),
@@ -363,8 +379,8 @@ async function runDetailed(opts: RawAmqpOptions, ackMode: AckMode): Promise<Deta
 }
 
 export async function runRawAmqplib(opts: RawAmqpOptions): Promise<RawAmqpResult> {
-  const { messages, publishMs, consumeMs, endToEndMsgsPerSec, publishMsgsPerSec } = await runDetailed(opts, 'single');
-  return { messages, publishMs, consumeMs, endToEndMsgsPerSec, publishMsgsPerSec };
+  const { messages, publishMs, consumeMs, publishCpuMicros, consumeCpuMicros, endToEndMsgsPerSec, publishMsgsPerSec } = await runDetailed(opts, 'single');
+  return { messages, publishMs, consumeMs, publishCpuMicros, consumeCpuMicros, endToEndMsgsPerSec, publishMsgsPerSec };
 }
 
 function positiveInt(name: string, raw: string | undefined, fallback: number): number {
