@@ -15,7 +15,6 @@ import type { Options } from 'amqplib';
 import type { PreparedMessage } from '../../core/envelope.js';
 
 const VERSION = 'bq1';
-const NEWLINE = 0x0a;
 /** Marks the body format for people looking at a queue in the management UI. */
 export const CONTENT_TYPE = 'application/vnd.botqueue.v1';
 
@@ -53,11 +52,13 @@ export function encodeMessage(message: PreparedMessage, seq: number, publishedAt
 export function decodeMessage(properties: { messageId?: unknown }, content: Buffer): DecodedMessage | undefined {
   const id = properties.messageId;
   if (typeof id !== 'string') return undefined;
-  const end = content.indexOf(NEWLINE);
+  // One UTF-8 decode of the whole body; the envelope line and the payload are slices of it.
+  const text = content.toString('utf8');
+  const end = text.indexOf('\n');
   if (end < 0) return undefined;
   let envelope: unknown;
   try {
-    envelope = JSON.parse(content.toString('utf8', 0, end));
+    envelope = JSON.parse(text.slice(0, end));
   } catch {
     return undefined;
   }
@@ -72,7 +73,7 @@ export function decodeMessage(properties: { messageId?: unknown }, content: Buff
     publishedAt: typeof publishedAt === 'number' ? publishedAt : 0,
     notBefore: typeof notBefore === 'number' ? notBefore : 0,
     headers: isStringRecord(headers) ? headers : {},
-    payload: content.toString('utf8', end + 1),
+    payload: text.slice(end + 1),
   };
 }
 

@@ -399,8 +399,11 @@ export class RabbitmqBroker implements Broker {
         outcomes[index] = 'fenced';
         continue;
       }
-      if (!sub.has(settlement.seq)) await sub.waitForSeq(this.published.get(`${topic}\u0000${partition}`) ?? 0, CATCH_UP_MS);
-      const held = sub.held(settlement.seq);
+      let held = sub.held(settlement.seq);
+      if (held === undefined) {
+        await sub.waitForSeq(this.published.get(`${topic}\u0000${partition}`) ?? 0, CATCH_UP_MS);
+        held = sub.held(settlement.seq);
+      }
       if (held === undefined) {
         outcomes[index] = 'missing';
         continue;

@@ -232,10 +232,6 @@ export class PartitionSubscription {
     return this.entries.after(afterSeq, limit).map((held) => held.delivery);
   }
 
-  has(seq: number): boolean {
-    return this.entries.has(seq);
-  }
-
   /** The held delivery (not a copy: read it, do not keep it) and whether the store has a state row for it. */
   held(seq: number): { delivery: Readonly<Delivery>; stored: boolean } | undefined {
     return this.entries.get(seq);
@@ -282,10 +278,8 @@ export class PartitionSubscription {
     const channel = this.channel;
     if (channel === undefined) return Promise.resolve(false);
     for (const seq of seqs) {
-      const held = this.entries.get(seq);
-      if (held === undefined || held.channel !== channel) continue;
-      this.entries.remove(seq);
-      this.pendingAcks.push(held);
+      const held = this.entries.remove(seq);
+      if (held !== undefined && held.channel === channel) this.pendingAcks.push(held);
     }
     this.pendingFlush ??= new Promise<boolean>((resolve) => {
       setImmediate(() => {
