@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type { Channel, ConfirmChannel, RecoveringChannelModel } from 'amqplib';
 import { BotqueueError, ErrorCodes } from '../../core/errors.js';
+import { coalesceWrites } from './coalesce-writes.js';
 import { redactUrl } from './options.js';
 
 interface AmqplibModule {
@@ -59,6 +60,7 @@ export class AmqpConnection extends EventEmitter<AmqpConnectionEvents> {
     this.checkOpen();
     const channel = await this.model.createChannel();
     channel.on('error', () => undefined); // 'close' follows; owners react to that
+    coalesceWrites(channel);
     return channel;
   }
 
@@ -66,6 +68,7 @@ export class AmqpConnection extends EventEmitter<AmqpConnectionEvents> {
     this.checkOpen();
     const channel = await this.model.createConfirmChannel();
     channel.on('error', () => undefined);
+    coalesceWrites(channel);
     return channel;
   }
 
