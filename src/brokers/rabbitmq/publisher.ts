@@ -92,7 +92,8 @@ export class ConfirmPublisher {
       await finished;
     } finally {
       clearTimeout(timer);
-      this.closeBatch(batch, unconfirmed('the publish was abandoned'));
+      // Normally closed by its last confirm already (an error, with its stack, costs a few µs).
+      if (!batch.closed) this.closeBatch(batch, unconfirmed('the publish was abandoned'));
     }
   }
 
