@@ -35,17 +35,31 @@ interface Entry<T> {
 }
 
 interface KeyState<T> {
+  key: string;
   queue: Entry<T>[];
   head: number;
   running: boolean;
+  /** The running entry, while `running`. */
+  current: Entry<T> | undefined;
+  /** Whether the running entry still holds its concurrency slot. */
+  holdsSlot: boolean;
+  /** Counts runs (across reuses of the state), so that a late `releaseSlot` of an earlier run does nothing. */
+  runs: number;
   parked: boolean;
   timer: NodeJS.Timeout | undefined;
   /** Set while the key sits in the ready queue, so it is queued once. */
   ready: boolean;
+  /** The run's outcome handlers, made once per state rather than once per run. */
+  onOutcome: (outcome: RunOutcome) => void;
+  onCrash: (error: unknown) => void;
 }
+
+/** Key states kept for reuse: keys come and go all the time (a chat's burst), and a state carries two closures. */
+const SPARE_STATES = 1024;
 
 export class KeyedScheduler<T> {
   private readonly keys = new Map<string, KeyState<T>>();
+  private readonly spareStates: Array<KeyState<T>> = [];
   private readonly readyKeys: string[] = [];
   private readyHead = 0;
   private runningCount = 0;
@@ -90,12 +104,13 @@ export class KeyedScheduler<T> {
   push(key: string, item: T, notBefore = 0): void {
     let state = this.keys.get(key);
     if (state === undefined) {
-      state = { queue: [], head: 0, running: false, parked: false, timer: undefined, ready: false };
+      state = this.spareStates.pop() ?? this.newState();
+      state.key = key;
       this.keys.set(key, state);
     }
     state.queue.push({ item, notBefore });
     this.bufferedCount++;
-    if (state.queue.length - state.head === 1) this.wake(key, state);
+    if (state.queue.length - state.head === 1) this.wake(state);
     this.pump();
   }
 
@@ -106,9 +121,10 @@ export class KeyedScheduler<T> {
     state.parked = false;
     if (state.queue.length - state.head === 0) {
       this.keys.delete(key);
+      this.recycle(state);
       return;
     }
-    this.wake(key, state);
+    this.wake(state);
     this.pump();
   }
 
@@ -132,7 +148,7 @@ export class KeyedScheduler<T> {
       for (let i = cut; i < state.queue.length; i++) dropped.push(state.queue[i]!.item);
       this.bufferedCount -= state.queue.length - cut;
       state.queue.length = cut;
-      if (state.queue.length - state.head === 0 && !state.running) this.forget(key, state);
+      if (state.queue.length - state.head === 0 && !state.running) this.forget(state);
     }
     return dropped;
   }
@@ -150,7 +166,7 @@ export class KeyedScheduler<T> {
     const dropped = state.queue.slice(cut).map((entry) => entry.item);
     this.bufferedCount -= state.queue.length - cut;
     state.queue.length = cut;
-    if (state.queue.length - state.head === 0 && !state.running) this.forget(key, state);
+    if (state.queue.length - state.head === 0 && !state.running) this.forget(state);
     return dropped;
   }
 
@@ -175,13 +191,48 @@ export class KeyedScheduler<T> {
     return this.drop(() => true);
   }
 
-  private forget(key: string, state: KeyState<T>): void {
-    if (state.timer !== undefined) clearTimeout(state.timer);
-    if (!state.parked) this.keys.delete(key);
+  /** A fresh state, idle and empty; `key` is set by the caller. */
+  private newState(): KeyState<T> {
+    const state: KeyState<T> = {
+      key: '',
+      queue: [],
+      head: 0,
+      running: false,
+      current: undefined,
+      holdsSlot: false,
+      runs: 0,
+      parked: false,
+      timer: undefined,
+      ready: false,
+      onOutcome: (outcome) => this.finish(state, outcome),
+      onCrash: (error) => this.crashed(state, error),
+    };
+    return state;
+  }
+
+  /** Keeps an emptied, idle, forgotten state for a later key (its run counter goes on). */
+  private recycle(state: KeyState<T>): void {
+    if (this.spareStates.length >= SPARE_STATES) return;
+    // pop, not `length = 0`, which would drop the backing store and make the next push allocate one.
+    while (state.queue.length > 0) state.queue.pop();
+    state.head = 0;
+    state.parked = false;
+    state.ready = false;
+    this.spareStates.push(state);
+  }
+
+  private forget(state: KeyState<T>): void {
+    if (state.timer !== undefined) {
+      clearTimeout(state.timer);
+      state.timer = undefined;
+    }
+    if (state.parked) return;
+    this.keys.delete(state.key);
+    this.recycle(state);
   }
 
   /** Puts the key in the ready queue, or sets a timer if its head is not due yet. */
-  private wake(key: string, state: KeyState<T>): void {
+  private wake(state: KeyState<T>): void {
     if (state.running || state.parked || state.ready || state.timer !== undefined) return;
     const head = state.queue[state.head];
     if (head === undefined) return;
@@ -189,13 +240,13 @@ export class KeyedScheduler<T> {
     if (wait > 0) {
       state.timer = setTimeout(() => {
         state.timer = undefined;
-        this.wake(key, state);
+        this.wake(state);
         this.pump();
       }, Math.min(wait, 2_147_000_000));
       return;
     }
     state.ready = true;
-    this.readyKeys.push(key);
+    this.readyKeys.push(state.key);
   }
 
   private pump(): void {
@@ -210,35 +261,55 @@ export class KeyedScheduler<T> {
       state.ready = false;
       const head = state.queue[state.head];
       if (head === undefined || state.parked || state.running) continue;
-      state.running = true;
-      this.runningCount++;
-      this.heldCount++;
-      void this.execute(key, state, head);
+      this.start(state, head);
     }
   }
 
-  private async execute(key: string, state: KeyState<T>, entry: Entry<T>): Promise<void> {
-    let holdsSlot = true;
-    const releaseSlot = (): void => {
-      if (!holdsSlot) return;
-      holdsSlot = false;
-      this.runningCount--;
-      this.pump();
-    };
-    let outcome: RunOutcome;
+  /** Runs the key's head. Not an async function: a run costs one promise reaction, not an async frame and a closure set. */
+  private start(state: KeyState<T>, entry: Entry<T>): void {
+    state.running = true;
+    state.current = entry;
+    state.holdsSlot = true;
+    const run = ++state.runs;
+    this.runningCount++;
+    this.heldCount++;
+    let result: Promise<RunOutcome>;
     try {
-      outcome = await this.opts.run(entry.item, key, releaseSlot);
+      result = this.opts.run(entry.item, state.key, () => this.releaseSlot(state, run));
     } catch (error) {
-      try {
-        this.opts.onRunError?.(error, entry.item, key);
-      } catch {
-        // A throwing error reporter must not jam the key or leak its slot.
-      }
-      outcome = { kind: 'retry', at: this.opts.now() + this.opts.retryAfterCrashMs };
+      this.crashed(state, error);
+      return;
     }
+    // Promise.resolve: whatever `run` returned is awaited, as an `await` would.
+    void Promise.resolve(result).then(state.onOutcome, state.onCrash);
+  }
+
+  private releaseSlot(state: KeyState<T>, run: number): void {
+    if (state.runs !== run || !state.holdsSlot) return;
+    state.holdsSlot = false;
+    this.runningCount--;
+    this.pump();
+  }
+
+  private crashed(state: KeyState<T>, error: unknown): void {
+    try {
+      this.opts.onRunError?.(error, state.current!.item, state.key);
+    } catch {
+      // A throwing error reporter must not jam the key or leak its slot.
+    }
+    this.finish(state, { kind: 'retry', at: this.opts.now() + this.opts.retryAfterCrashMs });
+  }
+
+  /** The running head is over: apply its outcome and go on with the key and the others. */
+  private finish(state: KeyState<T>, outcome: RunOutcome): void {
+    const entry = state.current!;
+    state.current = undefined;
     state.running = false;
     this.heldCount--;
-    if (holdsSlot) this.runningCount--;
+    if (state.holdsSlot) {
+      state.holdsSlot = false;
+      this.runningCount--;
+    }
     switch (outcome.kind) {
       case 'done':
       case 'done-and-park':
@@ -262,9 +333,9 @@ export class KeyedScheduler<T> {
       state.head = 0;
     }
     if (state.queue.length - state.head === 0) {
-      this.forget(key, state);
+      this.forget(state);
     } else {
-      this.wake(key, state);
+      this.wake(state);
     }
     if (this.heldCount === 0 && this.idleWaiters.length > 0) {
       const waiters = this.idleWaiters;
