@@ -76,10 +76,23 @@ interface Item {
   /** Failed attempts so far, persisted. */
   attempts: number;
   parked: boolean;
+  /** When the current attempt's handler started (performance.now()). */
+  started: number;
 }
+
+/**
+ * A settlement waiting for its turn's batch. The ack of a handled message carries its item: the
+ * flush finishes it there and resolves the run's outcome, with no promise layer in between.
+ */
+type QueuedSettlement =
+  | { settlement: Settlement; item: null; resolve: (outcome: SettleOutcome) => void; reject: (error: unknown) => void }
+  | { settlement: Settlement; item: Item; resolve: (outcome: RunOutcome) => void; reject: (error: unknown) => void };
 
 const DONE: RunOutcome = { kind: 'done' };
 const PARK: RunOutcome = { kind: 'park' };
+/** Already-settled outcomes, shared: a run that ends without work needs no promise of its own. */
+const DONE_NOW = Promise.resolve(DONE);
+const PARK_NOW = Promise.resolve(PARK);
 const FAST_TICK_MS = 100;
 
 export interface CloseResult {
@@ -108,7 +121,7 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
   private members: string[] = [];
   private controlVersion = -1;
   private reservedRoom = 0;
-  private settleQueue: Array<{ settlement: Settlement; resolve: (outcome: SettleOutcome) => void; reject: (error: unknown) => void }> = [];
+  private settleQueue: QueuedSettlement[] = [];
   private fetchCursor = 0;
   private pumpQueued = false;
   private unreportedViolations = 0;
@@ -442,18 +455,22 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
       if (delivery.parked || delivery.notBefore > now) run.waiting.add(key);
     }
     run.inMemory.add(delivery.seq);
-    this.scheduler.push(schedulerKey, { run, delivery, attempts: delivery.attempts, parked: delivery.parked }, delivery.notBefore);
+    this.scheduler.push(schedulerKey, { run, delivery, attempts: delivery.attempts, parked: delivery.parked, started: 0 }, delivery.notBefore);
   }
 
   // ---------------------------------------------------------------- handling
 
-  private async runItem(item: Item, schedulerKey: string, releaseSlot: () => void): Promise<RunOutcome> {
+  /**
+   * Runs one message's attempt. The hot path (once per message) is plain functions over one
+   * promise, the one the settlement flush resolves: no async frames, no chained layers.
+   */
+  private runItem(item: Item, schedulerKey: string, releaseSlot: () => void): Promise<RunOutcome> {
     const { run, delivery } = item;
     if (run.lost || this.runs.get(run.partition) !== run) {
       run.inMemory.delete(delivery.seq);
-      return DONE;
+      return DONE_NOW;
     }
-    if (item.parked) return PARK;
+    if (item.parked) return PARK_NOW;
     const key = delivery.key;
     if (key !== null) {
       run.waiting.delete(key);
@@ -464,63 +481,93 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
       }
     }
     const attempt = item.attempts + 1;
-    const started = performance.now();
+    item.started = performance.now();
     run.inFlight++;
-    let outcome: RunOutcome;
+    let result: unknown;
     try {
-      let failure: unknown;
-      let failed = false;
-      try {
-        const envelope: Envelope<P> = {
-          id: delivery.id,
-          topic: this.topic,
-          key,
-          partition: delivery.partition,
-          seq: delivery.seq,
-          payload: JSON.parse(delivery.payload) as P,
-          headers: delivery.headers,
-          publishedAt: delivery.publishedAt,
-          attempt,
-          notBefore: delivery.notBefore,
-        };
-        const result = this.handler(envelope, this.context(item, attempt));
-        // A handler that finished synchronously costs no extra turn.
-        if (isThenable(result)) await result;
-      } catch (error) {
-        failed = true;
-        failure = error;
-      }
-      // The handler is done: another key may start while this one's settlement is written.
-      releaseSlot();
-      outcome = failed ? await this.fail(item, attempt, failure, schedulerKey) : await this.succeed(item, attempt, started);
-    } finally {
-      run.inFlight--;
-      if (run.revoking && run.inFlight === 0) void this.tick();
+      const envelope: Envelope<P> = {
+        id: delivery.id,
+        topic: this.topic,
+        key,
+        partition: delivery.partition,
+        seq: delivery.seq,
+        payload: JSON.parse(delivery.payload) as P,
+        headers: delivery.headers,
+        publishedAt: delivery.publishedAt,
+        attempt,
+        notBefore: delivery.notBefore,
+      };
+      result = this.handler(envelope, this.context(item, attempt));
+    } catch (error) {
+      return this.handled(item, schedulerKey, releaseSlot, true, error);
     }
-    return outcome;
+    // A handler that finished synchronously costs no extra turn.
+    if (!isThenable(result)) return this.handled(item, schedulerKey, releaseSlot, false, undefined);
+    return Promise.resolve(result).then(
+      () => this.handled(item, schedulerKey, releaseSlot, false, undefined),
+      (error: unknown) => this.handled(item, schedulerKey, releaseSlot, true, error),
+    );
+  }
+
+  /** The handler is done: settle its outcome. `run.inFlight` drops once the settlement is over. */
+  private handled(item: Item, schedulerKey: string, releaseSlot: () => void, failed: boolean, failure: unknown): Promise<RunOutcome> {
+    // Another key may start while this one's settlement is written.
+    releaseSlot();
+    return failed ? this.failAndLeave(item, failure, schedulerKey) : this.succeed(item);
+  }
+
+  private leave(run: PartitionRun): void {
+    run.inFlight--;
+    if (run.revoking && run.inFlight === 0) void this.tick();
   }
 
   private context(item: Item, attempt: number): HandlerContext {
     return new MessageContext(this.broker, this.topic, this.group, item.delivery.id, attempt, item.run.abort.signal, this.shutdownAbort.signal);
   }
 
-  /** The hot path (once per message): a plain function over the settle promise, not one more async layer. */
-  private succeed(item: Item, attempt: number, started: number): Promise<RunOutcome> {
+  /** Acks a handled message; the flush finishes it (see `finishAck`) and resolves its outcome. */
+  private succeed(item: Item): Promise<RunOutcome> {
+    const settlement: Settlement = { kind: 'ack', lease: item.run.lease, seq: item.delivery.seq };
+    return new Promise<RunOutcome>((resolve, reject) => this.enqueueSettlement({ settlement, item, resolve, reject }));
+  }
+
+  /** An ack's result is in: forget the message and report it; the key goes on. Leaves the run in any case. */
+  private finishAck(entry: QueuedSettlement & { item: Item }, outcome: SettleOutcome): void {
+    const item = entry.item;
     const { run, delivery } = item;
-    return this.settleBatched({ kind: 'ack', lease: run.lease, seq: delivery.seq }).then(
-      (outcome) => {
-        this.afterSettle(outcome, item);
-        this.forget(run, delivery);
-        if (this.listenerCount('completed') > 0) {
-          this.emit('completed', { topic: this.topic, group: this.group, partition: run.partition, seq: delivery.seq, id: delivery.id, attempt, durationMs: performance.now() - started });
-        }
-        return DONE;
-      },
-      (error: unknown): RunOutcome => {
-        this.reportError(error);
-        return { kind: 'retry', at: Date.now() + 1_000 };
-      },
-    );
+    try {
+      this.afterSettle(outcome, item);
+      this.forget(run, delivery);
+      if (this.listenerCount('completed') > 0) {
+        const durationMs = performance.now() - item.started;
+        this.emit('completed', { topic: this.topic, group: this.group, partition: run.partition, seq: delivery.seq, id: delivery.id, attempt: item.attempts + 1, durationMs });
+      }
+      entry.resolve(DONE);
+    } catch (error) {
+      entry.reject(error);
+    } finally {
+      this.leave(run);
+    }
+  }
+
+  /** The broker failed the ack: the message is tried again later. */
+  private failAck(entry: QueuedSettlement & { item: Item }, error: unknown): void {
+    try {
+      this.reportError(error);
+      entry.resolve({ kind: 'retry', at: Date.now() + 1_000 });
+    } catch (reportFailure) {
+      entry.reject(reportFailure);
+    } finally {
+      this.leave(entry.item.run);
+    }
+  }
+
+  private async failAndLeave(item: Item, failure: unknown, schedulerKey: string): Promise<RunOutcome> {
+    try {
+      return await this.fail(item, item.attempts + 1, failure, schedulerKey);
+    } finally {
+      this.leave(item.run);
+    }
   }
 
   private async fail(item: Item, attempt: number, failure: unknown, schedulerKey: string): Promise<RunOutcome> {
@@ -606,10 +653,12 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
    * (a backend checks each lease once per run of settlements).
    */
   private settleBatched(settlement: Settlement): Promise<SettleOutcome> {
-    return new Promise<SettleOutcome>((resolve, reject) => {
-      this.settleQueue.push({ settlement, resolve, reject });
-      if (this.settleQueue.length === 1) queueMicrotask(this.flushSettlements);
-    });
+    return new Promise<SettleOutcome>((resolve, reject) => this.enqueueSettlement({ settlement, item: null, resolve, reject }));
+  }
+
+  private enqueueSettlement(entry: QueuedSettlement): void {
+    this.settleQueue.push(entry);
+    if (this.settleQueue.length === 1) queueMicrotask(this.flushSettlements);
   }
 
   private readonly flushSettlements = (): void => {
@@ -617,10 +666,18 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
     this.settleQueue = [];
     this.broker.settle(batch.map((entry) => entry.settlement)).then(
       (outcomes) => {
-        for (let i = 0; i < batch.length; i++) batch[i]!.resolve(outcomes[i] ?? 'missing');
+        for (let i = 0; i < batch.length; i++) {
+          const entry = batch[i]!;
+          const outcome = outcomes[i] ?? 'missing';
+          if (entry.item === null) entry.resolve(outcome);
+          else this.finishAck(entry, outcome);
+        }
       },
       (error: unknown) => {
-        for (const entry of batch) entry.reject(error);
+        for (const entry of batch) {
+          if (entry.item === null) entry.reject(error);
+          else this.failAck(entry, error);
+        }
       },
     );
   };
