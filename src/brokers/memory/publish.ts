@@ -61,8 +61,9 @@ export function storeMessage(
     publishedAt: now,
     notBefore: source.notBefore,
     pendingIn: 0,
+    slot: -1,
   };
-  topic.messages.set(seq, message);
+  topic.messages.append(message);
   for (const group of groups) addPending(group, message, message.notBefore);
   return message;
 }

@@ -5,6 +5,7 @@
  */
 import type { TopicInfo } from '../broker.js';
 import { ExpiringMap } from './expiring-map.js';
+import { MessageLog } from './message-log.js';
 import { SeqIndex } from './seq-index.js';
 
 export interface StoredMessage {
@@ -19,6 +20,8 @@ export interface StoredMessage {
   readonly notBefore: number;
   /** How many groups have it pending; the message is deleted when this drops to 0. */
   pendingIn: number;
+  /** Its index in the topic's log (see MessageLog); -1 once deleted. */
+  slot: number;
 }
 
 export interface PendingEntry {
@@ -59,8 +62,8 @@ export interface DedupRecord {
 
 export interface TopicState {
   readonly info: TopicInfo;
-  /** Retained messages by seq; insertion order is seq order. */
-  readonly messages: Map<number, StoredMessage>;
+  /** Retained messages, in seq order. */
+  readonly messages: MessageLog;
   readonly groups: Map<string, GroupState>;
   readonly dedup: ExpiringMap<string, DedupRecord>;
   /** `ctx.once` results by JSON of [group, messageId, name]. */
@@ -68,7 +71,7 @@ export interface TopicState {
 }
 
 export function createTopic(info: TopicInfo): TopicState {
-  return { info, messages: new Map(), groups: new Map(), dedup: new ExpiringMap(), effects: new ExpiringMap() };
+  return { info, messages: new MessageLog(), groups: new Map(), dedup: new ExpiringMap(), effects: new ExpiringMap() };
 }
 
 /**
@@ -105,7 +108,7 @@ export function removePending(topic: TopicState, group: GroupState, entry: Pendi
   if (!group.pending[message.partition]!.delete(message.seq)) return;
   if (entry.parked) setParked(group, entry, false);
   message.pendingIn -= 1;
-  if (message.pendingIn <= 0) topic.messages.delete(message.seq);
+  if (message.pendingIn <= 0) topic.messages.remove(message);
 }
 
 export function setParked(group: GroupState, entry: PendingEntry, parked: boolean): void {
