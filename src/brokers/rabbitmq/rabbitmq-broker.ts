@@ -193,7 +193,8 @@ export class RabbitmqBroker implements Broker {
     const firstIndex = new Map<string, number>();
     const toReserve: Array<{ index: number; entry: DedupEntry }> = [];
     const seqOf: number[] = [];
-    for (const [index, message] of messages.entries()) {
+    for (let index = 0; index < messages.length; index++) {
+      const message = messages[index]!;
       if (!Number.isInteger(message.partition) || message.partition < 0 || message.partition >= info.partitions) {
         throw new BotqueueError(ErrorCodes.INVALID_MESSAGE, `message #${index}: partition ${message.partition} is outside 0-${info.partitions - 1}`);
       }
@@ -205,12 +206,14 @@ export class RabbitmqBroker implements Broker {
     }
 
     const reserved = await this.reserve(topic, info, toReserve, receipts);
-    const sending = new Set<number>();
-    for (const [index, message] of messages.entries()) {
+    // Indexes of the messages that go out, in order (not the duplicates).
+    const sending: number[] = [];
+    for (let index = 0; index < messages.length; index++) {
       if (receipts[index] !== undefined) continue;
+      const message = messages[index]!;
       const first = message.dedup ? firstIndex.get(message.id) : undefined;
       if (first !== undefined && first !== index) continue;
-      sending.add(index);
+      sending.push(index);
     }
     const outgoing: Outgoing[] = [];
     const exchange = this.names.exchange(topic);
@@ -238,8 +241,9 @@ export class RabbitmqBroker implements Broker {
       if ((this.published.get(at) ?? 0) < seq) this.published.set(at, seq);
     }
     // An id repeated inside the call is a duplicate of its first occurrence.
-    for (const [index, message] of messages.entries()) {
+    for (let index = 0; index < messages.length; index++) {
       if (receipts[index] !== undefined) continue;
+      const message = messages[index]!;
       const first = receipts[firstIndex.get(message.id)!]!;
       receipts[index] = { ...first, id: message.id, duplicate: true };
     }
