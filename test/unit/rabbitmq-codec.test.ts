@@ -19,6 +19,9 @@ test('a message survives the trip through an AMQP body and message-id, with its 
     notBefore: 1_700_000_000_123,
     headers: { platform: 'telegram', trace: 'a;b' },
     payload: '{"text":"line\\nbreak ✓"}',
+    attempts: 0,
+    firstFailedAt: null,
+    parked: false,
   });
 });
 

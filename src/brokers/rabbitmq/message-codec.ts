@@ -13,21 +13,17 @@
  */
 import type { Options } from 'amqplib';
 import type { PreparedMessage } from '../../core/envelope.js';
+import type { Delivery } from '../broker.js';
 
 const VERSION = 'bq1';
 /** Marks the body format for people looking at a queue in the management UI. */
 export const CONTENT_TYPE = 'application/vnd.botqueue.v1';
 
-export interface DecodedMessage {
-  id: string;
-  seq: number;
-  key: string | null;
-  partition: number;
-  publishedAt: number;
-  notBefore: number;
-  headers: Record<string, string>;
-  payload: string;
-}
+/**
+ * A decoded message is already a Delivery (no attempts yet), so that the consumer can hand it
+ * on without copying it into another object: one object per message fewer to collect.
+ */
+export type DecodedMessage = Delivery;
 
 export interface EncodedMessage {
   content: Buffer;
@@ -66,19 +62,22 @@ export function decodeMessage(properties: { messageId?: unknown }, content: Buff
   const [, seq, partition, publishedAt, notBefore, key, headers] = envelope as [string, unknown, unknown, unknown, unknown, unknown, unknown];
   if (!Number.isSafeInteger(seq) || !Number.isSafeInteger(partition)) return undefined;
   return {
-    id,
     seq: seq as number,
+    id,
     key: typeof key === 'string' ? key : null,
     partition: partition as number,
+    payload: text.slice(end + 1),
+    headers: isStringRecord(headers) ? headers : {},
     publishedAt: typeof publishedAt === 'number' ? publishedAt : 0,
     notBefore: typeof notBefore === 'number' ? notBefore : 0,
-    headers: isStringRecord(headers) ? headers : {},
-    payload: text.slice(end + 1),
+    attempts: 0,
+    firstFailedAt: null,
+    parked: false,
   };
 }
 
 /** The same message again (redrive, copy to a new group), as a PreparedMessage. */
-export function toPrepared(message: DecodedMessage): PreparedMessage {
+export function toPrepared(message: Pick<DecodedMessage, 'id' | 'key' | 'partition' | 'payload' | 'headers' | 'notBefore'>): PreparedMessage {
   return { id: message.id, key: message.key, partition: message.partition, payload: message.payload, headers: message.headers, notBefore: message.notBefore, dedup: false };
 }
 

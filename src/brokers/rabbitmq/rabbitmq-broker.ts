@@ -523,7 +523,7 @@ export class RabbitmqBroker implements Broker {
       const publishedAt = this.now();
       for (const letter of letters) {
         if (letter.parked) continue;
-        const prepared = toPrepared({ ...letter, seq: 0, notBefore: 0 });
+        const prepared = toPrepared({ ...letter, notBefore: 0 });
         const { content, properties } = encodeMessage(prepared, this.seqs.next(), publishedAt);
         outgoing.push({ exchange: '', routingKey: this.names.partitionQueue(letter.topic, letter.group, letter.partition), content, properties });
       }

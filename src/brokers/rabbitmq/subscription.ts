@@ -206,19 +206,16 @@ export class PartitionSubscription {
     // Seqs from publishers on other hosts may not follow queue order; the queue's order wins.
     const seq = decoded.seq > this.lastSeq ? decoded.seq : this.lastSeq + 1;
     this.lastSeq = seq;
-    const delivery: Delivery = {
-      seq,
-      id: decoded.id,
-      key: decoded.key,
-      partition: this.partition,
-      payload: decoded.payload,
-      headers: decoded.headers,
-      publishedAt: decoded.publishedAt,
-      notBefore: Math.max(decoded.notBefore, state?.notBefore ?? 0),
-      attempts: state?.attempts ?? 0,
-      firstFailedAt: state?.firstFailedAt ?? null,
-      parked: state?.parked ?? false,
-    };
+    // The decoded message becomes the held delivery itself (it is nobody else's yet).
+    const delivery: Delivery = decoded;
+    delivery.seq = seq;
+    delivery.partition = this.partition;
+    if (state !== undefined) {
+      delivery.notBefore = Math.max(decoded.notBefore, state.notBefore);
+      delivery.attempts = state.attempts;
+      delivery.firstFailedAt = state.firstFailedAt;
+      delivery.parked = state.parked;
+    }
     this.entries.add({ seq, delivery, message, channel, stored: state !== undefined });
   }
 
