@@ -42,3 +42,15 @@ test('what botqueue did not publish is not mistaken for a message', () => {
   assert.equal(decodeMessage({ messageId: 'x' }, Buffer.from('not json\n{}')), undefined, 'garbage');
   assert.equal(decodeMessage({ messageId: 'x' }, Buffer.alloc(0)), undefined, 'empty (a rotation marker)');
 });
+
+test('a message in the earlier format (envelope in AMQP headers) is still read, not dropped as foreign', () => {
+  const properties = { messageId: 'old-1', headers: { bq: '1700000000000001;5;1700000000100;0', 'bq-key': 'chat:7', 'bq-headers': '{"platform":"slack"}' } };
+  const decoded = decodeMessage(properties, Buffer.from('{"text":"queued before the upgrade"}'));
+  assert.equal(decoded?.id, 'old-1');
+  assert.equal(decoded?.seq, 1_700_000_000_000_001);
+  assert.equal(decoded?.partition, 5);
+  assert.equal(decoded?.key, 'chat:7');
+  assert.deepEqual(decoded?.headers, { platform: 'slack' });
+  assert.equal(decoded?.payload, '{"text":"queued before the upgrade"}');
+  assert.equal(decodeMessage({ messageId: 'x', headers: {} }, Buffer.from('{}')), undefined, 'neither format');
+});

@@ -45,13 +45,13 @@ export function encodeMessage(message: PreparedMessage, seq: number, publishedAt
 }
 
 /** Decodes what `encodeMessage` wrote; undefined for a message botqueue did not publish. */
-export function decodeMessage(properties: { messageId?: unknown }, content: Buffer): DecodedMessage | undefined {
+export function decodeMessage(properties: { messageId?: unknown; headers?: Record<string, unknown> | undefined }, content: Buffer): DecodedMessage | undefined {
   const id = properties.messageId;
   if (typeof id !== 'string') return undefined;
   // One UTF-8 decode of the whole body; the envelope line and the payload are slices of it.
   const text = content.toString('utf8');
   const end = text.indexOf('\n');
-  if (end < 0) return undefined;
+  if (end < 0) return decodeHeaderFormat(id, properties.headers, text);
   let envelope: unknown;
   try {
     envelope = JSON.parse(text.slice(0, end));
@@ -74,6 +74,43 @@ export function decodeMessage(properties: { messageId?: unknown }, content: Buff
     firstFailedAt: null,
     parked: false,
   };
+}
+
+/**
+ * The format before 2026-11-28 (envelope in AMQP headers, body = payload), still read so that
+ * messages already in the queues when botqueue is upgraded are handled, not dropped as foreign.
+ */
+function decodeHeaderFormat(id: string, headers: Record<string, unknown> | undefined, payload: string): DecodedMessage | undefined {
+  const numbers = headerText(headers?.bq);
+  if (numbers === undefined) return undefined;
+  const [seq, partition, publishedAt, notBefore] = numbers.split(';').map(Number);
+  if (!Number.isSafeInteger(seq) || !Number.isSafeInteger(partition)) return undefined;
+  let userHeaders: unknown;
+  try {
+    userHeaders = JSON.parse(headerText(headers?.['bq-headers']) ?? '{}');
+  } catch {
+    userHeaders = {};
+  }
+  return {
+    seq: seq!,
+    id,
+    key: headerText(headers?.['bq-key']) ?? null,
+    partition: partition!,
+    payload,
+    headers: isStringRecord(userHeaders) ? userHeaders : {},
+    publishedAt: Number.isFinite(publishedAt) ? publishedAt! : 0,
+    notBefore: Number.isFinite(notBefore) ? notBefore! : 0,
+    attempts: 0,
+    firstFailedAt: null,
+    parked: false,
+  };
+}
+
+/** A header's text: amqplib hands long strings back as strings, or as Buffers for byte arrays. */
+function headerText(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (Buffer.isBuffer(value)) return value.toString('utf8');
+  return undefined;
 }
 
 /** The same message again (redrive, copy to a new group), as a PreparedMessage. */
