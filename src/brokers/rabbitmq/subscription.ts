@@ -278,23 +278,30 @@ export class PartitionSubscription {
       const held = this.entries.remove(seq);
       if (held !== undefined && held.channel === channel) this.pendingAcks.push(held);
     }
-    this.pendingFlush ??= new Promise<boolean>((resolve) => {
-      setImmediate(() => {
-        this.pendingFlush = undefined;
-        if (this.channel !== channel) {
-          resolve(false);
-          return;
-        }
-        this.flushAcks(channel);
-        resolve(this.barrier(channel));
-      });
-    });
-    return this.pendingFlush;
+    // One flush per turn and channel (a flush made for a channel lost since must not take these).
+    if (this.pendingFlush?.channel !== channel) {
+      const flush = {
+        channel,
+        done: new Promise<boolean>((resolve) => {
+          setImmediate(() => {
+            if (this.pendingFlush === flush) this.pendingFlush = undefined;
+            if (this.channel !== channel) {
+              resolve(false);
+              return;
+            }
+            this.flushAcks(channel);
+            resolve(this.barrier(channel));
+          });
+        }),
+      };
+      this.pendingFlush = flush;
+    }
+    return this.pendingFlush.done;
   }
 
   /** Settled, removed from the held ones, ack not sent yet (it goes out at the end of the turn). */
   private pendingAcks: Held[] = [];
-  private pendingFlush: Promise<boolean> | undefined;
+  private pendingFlush: { channel: Channel; done: Promise<boolean> } | undefined;
 
   private flushAcks(channel: Channel): void {
     const acked = this.pendingAcks;
