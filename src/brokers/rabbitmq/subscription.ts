@@ -20,6 +20,8 @@ import type { CoordinationStore, MessageState } from './store/store.js';
 
 interface Held {
   readonly seq: number;
+  /** Kept by HeldDeliveries. */
+  removed: boolean;
   delivery: Delivery;
   message: ConsumeMessage;
   channel: Channel;
@@ -216,7 +218,7 @@ export class PartitionSubscription {
       delivery.firstFailedAt = state.firstFailedAt;
       delivery.parked = state.parked;
     }
-    this.entries.add({ seq, delivery, message, channel, stored: state !== undefined });
+    this.entries.add({ seq, removed: false, delivery, message, channel, stored: state !== undefined });
   }
 
   /**
