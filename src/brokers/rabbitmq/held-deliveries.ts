@@ -38,10 +38,6 @@ export class HeldDeliveries<T extends Seqd> {
     return entry !== undefined && entry.seq === seq && entry.removed !== true ? entry : undefined;
   }
 
-  has(seq: number): boolean {
-    return this.get(seq) !== undefined;
-  }
-
   remove(seq: number): T | undefined {
     const entry = this.get(seq);
     if (entry === undefined) return undefined;
