@@ -2,7 +2,7 @@
  * Small helpers shared by the benchmarks: settings from flags/env, temp files, statistics and
  * the text table. Nothing here measures anything.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -133,3 +133,36 @@ export function table(rows: string[][]): string {
   for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
   return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
 }
+
+/**
+ * The CPU (user + system, µs) RabbitMQ's Erlang VM has used so far, read from /proc: on a
+ * 2-core machine the broker's CPU per message bounds the end-to-end rate as much as the
+ * client's. The shared node is the oldest RabbitMQ beam.smp (a private node of a test starts
+ * later); undefined where /proc or the process is absent.
+ */
+export function brokerCpuMicros(): number | undefined {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return undefined;
+  }
+  let oldest: { startedAt: number; ticks: number } | undefined;
+  for (const pid of entries) {
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'beam.smp') continue;
+      if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('\0rabbit\0boot\0')) continue;
+      // Fields after the ")" that ends the command name: state is field 3, utime 14, stime 15, starttime 22.
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const startedAt = Number(fields[19]);
+      if (oldest === undefined || startedAt < oldest.startedAt) oldest = { startedAt, ticks: Number(fields[11]) + Number(fields[12]) };
+    } catch {
+      // The process ended while being read: look at the next one.
+    }
+  }
+  return oldest === undefined ? undefined : (oldest.ticks * 1_000_000) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** USER_HZ: 100 on every Linux this runs on (getconf CLK_TCK). */
+const CLOCK_TICKS_PER_SECOND = 100;

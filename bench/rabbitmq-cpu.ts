@@ -10,14 +10,16 @@
  *  - botqueue on memory: the same publish and drain on the in-process backend, i.e. the cost
  *    of the client and the worker with no broker at all (the floor for any backend).
  *
+ * RabbitMQ's own CPU in each phase is printed beside (read from /proc, see brokerCpuMicros).
+ *
  * Flags: --runs=3 --messages=50000. Medians; the last line of stdout is the result as JSON.
  */
 import { connect, type Botqueue } from '../src/index.js';
 import { dropPostgresSchema } from '../src/brokers/rabbitmq/store/postgres-store.js';
 import { Names } from '../src/brokers/rabbitmq/names.js';
 import { RabbitmqBroker } from '../src/brokers/rabbitmq/rabbitmq-broker.js';
-import { fmtInt, median, progress, table } from './lib.js';
-import { DEFAULTS, cpuMicros, runRawAmqplib } from './raw-amqplib.js';
+import { brokerCpuMicros, fmtInt, median, progress, table } from './lib.js';
+import { DEFAULTS, brokerCpuSince, cpuMicros, runRawAmqplib } from './raw-amqplib.js';
 
 function flag(name: string, fallback: number): number {
   const raw = process.argv.slice(2).find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
@@ -35,6 +37,9 @@ const PAD = 'x'.repeat(DEFAULTS.payloadBytes - 40);
 interface Phases {
   publish: number;
   drain: number;
+  /** RabbitMQ's CPU per message in the same phases (NaN on memory or where /proc is unreadable). */
+  brokerPublish: number;
+  brokerDrain: number;
 }
 
 /** Publish-only, then drain, on one botqueue connection; CPU µs per message of each. */
@@ -42,6 +47,7 @@ async function botqueuePhases(bq: Botqueue): Promise<Phases> {
   await bq.createTopic('cpu', { partitions: DEFAULTS.partitions });
   await bq.broker.ensureGroup('cpu', 'g');
   let cpu = process.cpuUsage();
+  let broker = brokerCpuMicros();
   await Promise.all(
     [0, 1].map(async (p) => {
       let batch = [];
@@ -57,10 +63,12 @@ async function botqueuePhases(bq: Botqueue): Promise<Phases> {
     }),
   );
   const publish = cpuMicros(cpu) / MESSAGES;
+  const brokerPublish = brokerCpuSince(broker) / MESSAGES;
   let handled = 0;
   let done!: () => void;
   const all = new Promise<void>((resolve) => (done = resolve));
   cpu = process.cpuUsage();
+  broker = brokerCpuMicros();
   const worker = bq.worker('cpu', () => {
     if (++handled === MESSAGES) done();
   }, { group: 'g', concurrency: 32, leaseMs: 10_000 });
@@ -68,9 +76,10 @@ async function botqueuePhases(bq: Botqueue): Promise<Phases> {
   await all;
   clearTimeout(timer);
   const drain = cpuMicros(cpu) / MESSAGES;
+  const brokerDrain = brokerCpuSince(broker) / MESSAGES;
   await worker.close();
   if (handled < MESSAGES) throw new Error(`bench: handled only ${handled} of ${MESSAGES}`);
-  return { publish, drain };
+  return { publish, drain, brokerPublish, brokerDrain };
 }
 
 async function onRabbitmq(run: number): Promise<Phases> {
@@ -88,7 +97,8 @@ async function onRabbitmq(run: number): Promise<Phases> {
 async function onMemory(): Promise<Phases> {
   const bq = await connect('memory:');
   try {
-    return await botqueuePhases(bq);
+    // RabbitMQ takes no part here.
+    return { ...(await botqueuePhases(bq)), brokerPublish: Number.NaN, brokerDrain: Number.NaN };
   } finally {
     await bq.close();
   }
@@ -103,17 +113,23 @@ async function main(): Promise<void> {
     const rabbitmq = await onRabbitmq(run + 1);
     const memory = await onMemory();
     if (run < 0) continue;
-    samples.raw.push({ publish: raw.publishCpuMicros, drain: raw.consumeCpuMicros });
+    samples.raw.push({ publish: raw.publishCpuMicros, drain: raw.consumeCpuMicros, brokerPublish: raw.publishBrokerCpuMicros, brokerDrain: raw.consumeBrokerCpuMicros });
     samples.rabbitmq.push(rabbitmq);
     samples.memory.push(memory);
   }
-  const med = (list: Phases[]): Phases => ({ publish: median(list.map((p) => p.publish)), drain: median(list.map((p) => p.drain)) });
+  const med = (list: Phases[]): Phases => ({
+    publish: median(list.map((p) => p.publish)),
+    drain: median(list.map((p) => p.drain)),
+    brokerPublish: median(list.map((p) => p.brokerPublish)),
+    brokerDrain: median(list.map((p) => p.brokerDrain)),
+  });
   const result = { messages: MESSAGES, runs: RUNS, raw: med(samples.raw), rabbitmq: med(samples.rabbitmq), memory: med(samples.memory) };
-  const row = (name: string, p: Phases): string[] => [name, p.publish.toFixed(1), p.drain.toFixed(1), (p.publish + p.drain).toFixed(1)];
+  const us = (value: number): string => (Number.isNaN(value) ? '-' : value.toFixed(1));
+  const row = (name: string, p: Phases): string[] => [name, us(p.publish), us(p.drain), us(p.publish + p.drain), us(p.brokerPublish), us(p.brokerDrain)];
   console.log(`\nClient CPU per message (µs, this process, user + system), ${fmtInt(MESSAGES)} messages, median of ${RUNS}:`);
   console.log(
     table([
-      ['side', 'publish', 'consume', 'total'],
+      ['side', 'publish', 'consume', 'total', 'RabbitMQ: publish', 'consume'],
       row('raw amqplib', result.raw),
       row('botqueue on RabbitMQ', result.rabbitmq),
       row('botqueue on memory (no broker)', result.memory),

@@ -25,8 +25,8 @@ import { connect, type Botqueue } from '../src/index.js';
 import { dropPostgresSchema } from '../src/brokers/rabbitmq/store/postgres-store.js';
 import { Names } from '../src/brokers/rabbitmq/names.js';
 import { RabbitmqBroker } from '../src/brokers/rabbitmq/rabbitmq-broker.js';
-import { fmtInt, fmtRatio, median, progress, table } from './lib.js';
-import { DEFAULTS, runRawAmqplib } from './raw-amqplib.js';
+import { brokerCpuMicros, fmtInt, fmtRatio, median, progress, table } from './lib.js';
+import { DEFAULTS, brokerCpuSince, cpuMicros, runRawAmqplib } from './raw-amqplib.js';
 
 function flag(name: string, fallback: number): number {
   const arg = process.argv.slice(2).find((a) => a.startsWith(`--${name}=`));
@@ -56,6 +56,9 @@ const PAD = 'x'.repeat(DEFAULTS.payloadBytes - 40);
 interface E2e {
   msgsPerSec: number;
   orderViolations: number;
+  /** CPU per message of this process and of RabbitMQ over the run, µs. */
+  clientCpuMicros: number;
+  brokerCpuMicros: number;
 }
 
 async function botqueueEndToEnd(run: string, withIds: boolean, MESSAGES: number): Promise<E2e> {
@@ -85,6 +88,8 @@ async function botqueueEndToEnd(run: string, withIds: boolean, MESSAGES: number)
       { group: 'g', concurrency: CONCURRENCY, leaseMs: 10_000 },
     );
     await worker.ready;
+    const cpu = process.cpuUsage();
+    const broker = brokerCpuMicros();
     const started = performance.now();
     // Each producer owns the keys ≡ p (mod IN_FLIGHT_BATCHES), so every key has one producer
     // and "publish order" per key is defined (concurrent publishes of one key have no order).
@@ -104,9 +109,16 @@ async function botqueueEndToEnd(run: string, withIds: boolean, MESSAGES: number)
     const timer = setTimeout(done, CAP_MS);
     await allHandled;
     clearTimeout(timer);
+    const clientCpu = cpuMicros(cpu) / MESSAGES;
+    const brokerCpu = brokerCpuSince(broker) / MESSAGES;
     await worker.close();
     if (handled < MESSAGES) throw new Error(`botqueue handled only ${handled} of ${MESSAGES} in ${CAP_MS} ms`);
-    return { msgsPerSec: MESSAGES / ((lastHandledAt - started) / 1000), orderViolations: violations + worker.orderViolations };
+    return {
+      msgsPerSec: MESSAGES / ((lastHandledAt - started) / 1000),
+      orderViolations: violations + worker.orderViolations,
+      clientCpuMicros: clientCpu,
+      brokerCpuMicros: brokerCpu,
+    };
   } finally {
     if (bq.broker instanceof RabbitmqBroker) await bq.broker.deleteAllTopicObjects().catch(() => undefined);
     await bq.close();
@@ -118,6 +130,8 @@ async function main(): Promise<void> {
   const raw: number[] = [];
   const plain: number[] = [];
   const ids: number[] = [];
+  /** Client and broker CPU per message (µs) of each counted run, per variant. */
+  const cpu = { raw: [] as [number, number][], botqueue: [] as [number, number][], ids: [] as [number, number][] };
   let violations = 0;
   for (let round = 0; round < WARMUP; round++) {
     const messages = Math.min(MESSAGES, 20_000);
@@ -131,17 +145,20 @@ async function main(): Promise<void> {
       progress(`run ${run + 1}/${RUNS}: raw amqplib`);
       const r = await runRawAmqplib({ ...DEFAULTS, url: AMQP_URL, messages: MESSAGES, queuePrefix: `bench.raw.${process.pid}.${run}` });
       raw.push(r.endToEndMsgsPerSec);
+      cpu.raw.push([r.endToEndCpuMicros, r.endToEndBrokerCpuMicros]);
     }
     if (ONLY.has('botqueue')) {
       progress(`run ${run + 1}/${RUNS}: botqueue`);
       const b = await botqueueEndToEnd(String(run), false, MESSAGES);
       plain.push(b.msgsPerSec);
+      cpu.botqueue.push([b.clientCpuMicros, b.brokerCpuMicros]);
       violations += b.orderViolations;
     }
     if (ONLY.has('ids')) {
       progress(`run ${run + 1}/${RUNS}: botqueue with ids`);
       const i = await botqueueEndToEnd(String(run), true, MESSAGES);
       ids.push(i.msgsPerSec);
+      cpu.ids.push([i.clientCpuMicros, i.brokerCpuMicros]);
       violations += i.orderViolations;
     }
     progress(`  raw ${fmtInt(raw.at(-1) ?? NaN)}  botqueue ${fmtInt(plain.at(-1) ?? NaN)}  with ids ${fmtInt(ids.at(-1) ?? NaN)} msg/s`);
@@ -156,6 +173,9 @@ async function main(): Promise<void> {
     ratioWithIds: median(ids) / median(raw),
     orderViolations: violations,
     samples: { raw, botqueue: plain, botqueueWithIds: ids },
+    cpuMicrosPerMessage: Object.fromEntries(
+      Object.entries(cpu).map(([variant, runs]) => [variant, { client: median(runs.map((r) => r[0])), broker: median(runs.map((r) => r[1])) }]),
+    ),
   };
   console.log(`\nRabbitMQ end-to-end, ${fmtInt(MESSAGES)} messages, ${KEYS} keys, ${PARTITIONS} quorum queues, median of ${RUNS}:`);
   console.log(
@@ -167,6 +187,15 @@ async function main(): Promise<void> {
     ]),
   );
   console.log(`per-key order violations: ${violations}`);
+  // Where the difference comes from: on 2 cores the rate follows client + broker CPU per message.
+  const us = (value: number): string => (Number.isNaN(value) ? 'n/a' : value.toFixed(1));
+  console.log('\nCPU per message in the end-to-end runs (µs, user + system, medians; broker read from /proc):');
+  console.log(
+    table([
+      ['variant', 'client', 'RabbitMQ', 'sum'],
+      ...Object.entries(result.cpuMicrosPerMessage).map(([variant, c]) => [variant, us(c.client), us(c.broker), us(c.client + c.broker)]),
+    ]),
+  );
   console.log(JSON.stringify(result));
 }
 

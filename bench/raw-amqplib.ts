@@ -38,7 +38,7 @@
 import { connect, type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
-import { fmtInt, median, progress, within } from './lib.js';
+import { brokerCpuMicros, fmtInt, median, progress, within } from './lib.js';
 
 export interface RawAmqpResult {
   messages: number;
@@ -47,6 +47,12 @@ export interface RawAmqpResult {
   /** This process's CPU (user + system) per message in phase 1 (publish-only) and phase 2 (drain), µs. */
   publishCpuMicros: number;
   consumeCpuMicros: number;
+  /** RabbitMQ's CPU per message in the same phases, µs (NaN where it cannot be read). */
+  publishBrokerCpuMicros: number;
+  consumeBrokerCpuMicros: number;
+  /** This process's and RabbitMQ's CPU per message in phase 3 (end-to-end), µs. */
+  endToEndCpuMicros: number;
+  endToEndBrokerCpuMicros: number;
   endToEndMsgsPerSec: number;
   publishMsgsPerSec: number;
 }
@@ -76,6 +82,12 @@ interface Detail extends RawAmqpResult {
 export function cpuMicros(since: NodeJS.CpuUsage): number {
   const used = process.cpuUsage(since);
   return used.user + used.system;
+}
+
+/** RabbitMQ's CPU since a brokerCpuMicros() reading, µs; NaN where it cannot be read. */
+export function brokerCpuSince(since: number | undefined): number {
+  const now = brokerCpuMicros();
+  return since === undefined || now === undefined ? Number.NaN : now - since;
 }
 
 /** A phase that has not finished by then is broken (lost or stuck messages), not slow. */
@@ -329,18 +341,23 @@ async function runDetailed(opts: RawAmqpOptions, ackMode: AckMode): Promise<Deta
 
     // Phase 1: publish-only, into idle queues.
     let cpu = process.cpuUsage();
+    let broker = brokerCpuMicros();
     const publishMs = await publishAll();
     const publishCpuMicros = cpuMicros(cpu) / opts.messages;
+    const publishBrokerCpuMicros = brokerCpuSince(broker) / opts.messages;
 
     // Phase 2: drain the backlog of phase 1.
     const drainStarted = performance.now();
     cpu = process.cpuUsage();
+    broker = brokerCpuMicros();
     const drain = await startConsumers(subConn, opts, names, ackMode);
     let consumeMs: number;
     let consumeCpuMicros: number;
+    let consumeBrokerCpuMicros: number;
     try {
       consumeMs = (await awaitPhase(drain.done, 'the drain')) - drainStarted;
       consumeCpuMicros = cpuMicros(cpu) / opts.messages;
+      consumeBrokerCpuMicros = brokerCpuSince(broker) / opts.messages;
     } finally {
       await drain.stop();
     }
@@ -350,11 +367,17 @@ async function runDetailed(opts: RawAmqpOptions, ackMode: AckMode): Promise<Deta
     let firstPublish = 0;
     let e2eMs: number;
     let concurrentPublishMs: number;
+    let endToEndCpuMicros: number;
+    let endToEndBrokerCpuMicros: number;
+    cpu = process.cpuUsage();
+    broker = brokerCpuMicros();
     try {
       // Both promises are awaited together so a consumer failure during publishing is not left unhandled.
       const [published, lastAck] = await Promise.all([publishAll(() => (firstPublish = performance.now())), awaitPhase(live.done, 'the end-to-end phase')]);
       concurrentPublishMs = published;
       e2eMs = lastAck - firstPublish;
+      endToEndCpuMicros = cpuMicros(cpu) / opts.messages;
+      endToEndBrokerCpuMicros = brokerCpuSince(broker) / opts.messages;
     } finally {
       await live.stop();
     }
@@ -366,6 +389,10 @@ async function runDetailed(opts: RawAmqpOptions, ackMode: AckMode): Promise<Deta
       consumeMs,
       publishCpuMicros,
       consumeCpuMicros,
+      publishBrokerCpuMicros,
+      consumeBrokerCpuMicros,
+      endToEndCpuMicros,
+      endToEndBrokerCpuMicros,
       endToEndMsgsPerSec: opts.messages / (e2eMs / 1000),
       publishMsgsPerSec: opts.messages / (publishMs / 1000),
       concurrentPublishMsgsPerSec: opts.messages / (concurrentPublishMs / 1000),
@@ -379,8 +406,8 @@ async function runDetailed(opts: RawAmqpOptions, ackMode: AckMode): Promise<Deta
 }
 
 export async function runRawAmqplib(opts: RawAmqpOptions): Promise<RawAmqpResult> {
-  const { messages, publishMs, consumeMs, publishCpuMicros, consumeCpuMicros, endToEndMsgsPerSec, publishMsgsPerSec } = await runDetailed(opts, 'single');
-  return { messages, publishMs, consumeMs, publishCpuMicros, consumeCpuMicros, endToEndMsgsPerSec, publishMsgsPerSec };
+  const { concurrentPublishMsgsPerSec: _info, ...result } = await runDetailed(opts, 'single');
+  return result;
 }
 
 function positiveInt(name: string, raw: string | undefined, fallback: number): number {
