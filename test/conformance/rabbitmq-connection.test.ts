@@ -3,11 +3,14 @@
  * client in a few writev calls instead of one write per message, and every publish is still
  * confirmed. This also catches an amqplib upgrade that moves the internals the hook relies on
  * (src/brokers/rabbitmq/coalesce-writes.ts): the hook would then not apply, silently slower.
+ * The same for the frame publisher (src/brokers/rabbitmq/publish-frames.ts), whose messages must
+ * also come back from RabbitMQ exactly as sent.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { AmqpConnection } from '../../src/brokers/rabbitmq/connection.js';
 import { coalesceWrites } from '../../src/brokers/rabbitmq/coalesce-writes.js';
+import { framePublisher } from '../../src/brokers/rabbitmq/publish-frames.js';
 import { missingServices, RABBITMQ_URL, reportMissing } from '../support/services.js';
 
 const MESSAGES = 2_000;
@@ -47,6 +50,39 @@ if (!reportMissing('RabbitMQ write coalescing', await missingServices(), test)) 
       const { messageCount } = await channel.checkQueue(queue);
       assert.equal(messageCount, MESSAGES, 'every publish arrived');
       await channel.deleteQueue(queue);
+    } finally {
+      await connection.close();
+    }
+  });
+
+  test('the frame publisher applies to amqplib as installed, and RabbitMQ hands its messages back as sent', async () => {
+    const connection = await AmqpConnection.open(RABBITMQ_URL, 5, 'botqueue-test-frames');
+    const queue = `botqueue.test.frames.${process.pid}`;
+    try {
+      const channel = await connection.confirmChannel();
+      const frames = framePublisher(channel);
+      assert.ok(frames !== undefined, 'the frame publisher applies to amqplib as installed');
+      await channel.assertQueue(queue, { durable: true, autoDelete: false, arguments: { 'x-queue-type': 'quorum' } });
+      // Small, unicode, and larger than one frame (frameMax 131,072): split over body frames.
+      const bodies = ['["bq2",1]\n{}', 'héllo ✓ \u{1F600}', 'x'.repeat(300_000), ...Array.from({ length: 200 }, (_, i) => `m${i}`)];
+      const confirms = bodies.map(
+        (body) =>
+          new Promise<void>((resolve, reject) => {
+            frames.publish('', queue, body, (error) => (error === null || error === undefined ? resolve() : reject(new Error('RabbitMQ nacked the publish', { cause: error }))));
+          }),
+      );
+      await Promise.all(confirms);
+      const received: Array<{ body: string; deliveryMode: unknown }> = [];
+      for (;;) {
+        const message = await channel.get(queue, { noAck: true });
+        if (message === false) break;
+        received.push({ body: message.content.toString('utf8'), deliveryMode: message.properties.deliveryMode });
+      }
+      assert.deepEqual(received.map((m) => m.body), bodies, 'every body, in order, byte for byte');
+      assert.ok(received.every((m) => m.deliveryMode === 2), 'persistent');
+      await channel.deleteQueue(queue);
+      await channel.close();
+      assert.throws(() => frames.publish('', queue, 'late', () => undefined), /closed/i, 'a closed channel refuses, as channel.publish does');
     } finally {
       await connection.close();
     }

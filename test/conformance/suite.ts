@@ -447,6 +447,20 @@ export function describeConformance(factory: BackendFactory): void {
         assert.deepEqual(seen, ['first', 1]);
       });
 
+      test('an id of the longest allowed length (512 characters, beyond AMQP message-id) is handled and deduplicated', async () => {
+        const bq = await open();
+        await bq.createTopic('t7', { partitions: 2 });
+        const id = `wa:${'é'.repeat(509)}`;
+        assert.equal((await bq.publish('t7', { key: 'c', id, payload: 'long' })).duplicate, false);
+        assert.equal((await bq.publish('t7', { key: 'c', id, payload: 'again' })).duplicate, true);
+        const seen: Array<{ id: string; payload: unknown }> = [];
+        const worker = bq.worker('t7', (m) => void seen.push({ id: m.id, payload: m.payload }), { group: 'g', ...FAST });
+        await waitFor('the message handled', () => seen.length === 1);
+        await sleep(100);
+        await worker.close();
+        assert.deepEqual(seen, [{ id, payload: 'long' }]);
+      });
+
       test('concurrent publishes of one id store it once', async () => {
         const bq = await open();
         await bq.createTopic('t7', { partitions: 2 });

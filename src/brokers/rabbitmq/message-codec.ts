@@ -2,22 +2,25 @@
  * How a botqueue message travels as an AMQP message. The body is one line of envelope, then the
  * payload's JSON text:
  *
- *     ["bq1",seq,partition,publishedAt,notBefore,key,headers?]\n{"the":"payload"}
+ *     ["bq2",seq,partition,publishedAt,notBefore,id,key,headers?]\n{"the":"payload"}
  *
- * and the id is the standard message-id property. The envelope is in the body, not in AMQP
- * headers, because a header table costs encoding on the way out and a field-by-field parse on
- * the way in, per message (it was the largest single item of the publish profile), while one
- * JSON line costs one JSON.parse. JSON text never holds a raw newline, so the first one ends the
- * envelope. A message RabbitMQ moved (alternate exchange, dead-lettering) keeps its body, so it
- * can be read back anywhere.
+ * and the only AMQP property is delivery-mode 2 (persistent). Everything is in the body, because
+ * what amqplib does per property and header costs CPU on both sides for every message (a header
+ * table was the largest single item of the publish profile; each string property is measured,
+ * written and read back), and because AMQP's message-id holds at most 255 bytes while a
+ * botqueue id may have 512 characters. JSON text never holds a raw newline, so the first one ends
+ * the envelope. A message RabbitMQ moved (alternate exchange, dead-lettering) keeps its body, so
+ * it can be read back anywhere.
+ *
+ * Two earlier formats are still read, so that messages queued before an upgrade are handled,
+ * not dropped as foreign: `bq1` (the same line without the id, which was the message-id
+ * property) and the header format (envelope in AMQP headers, body = payload).
  */
-import type { Options } from 'amqplib';
 import type { PreparedMessage } from '../../core/envelope.js';
 import type { Delivery } from '../broker.js';
 
-const VERSION = 'bq1';
-/** Marks the body format for people looking at a queue in the management UI. */
-export const CONTENT_TYPE = 'application/vnd.botqueue.v1';
+const VERSION = 'bq2';
+const PREFIX = `["${VERSION}",`;
 
 /**
  * A decoded message is already a Delivery (no attempts yet), so that the consumer can hand it
@@ -25,61 +28,155 @@ export const CONTENT_TYPE = 'application/vnd.botqueue.v1';
  */
 export type DecodedMessage = Delivery;
 
-export interface EncodedMessage {
-  content: Buffer;
-  properties: Options.Publish;
+/** The AMQP properties of a received message that decoding may need (the earlier formats). */
+export interface ReceivedProperties {
+  messageId?: unknown;
+  headers?: Record<string, unknown> | undefined;
 }
 
-export function encodeMessage(message: PreparedMessage, seq: number, publishedAt: number): EncodedMessage {
+/** The body of a message: envelope line, newline, payload. */
+export function encodeBody(message: PreparedMessage, seq: number, publishedAt: number): string {
   // Written by hand rather than JSON.stringify of an array: the numbers are integers, so only
-  // the key and the headers need escaping.
-  let line = `["${VERSION}",${seq},${message.partition},${publishedAt},${message.notBefore},${message.key === null ? 'null' : JSON.stringify(message.key)}`;
+  // the id, the key and the headers need escaping.
+  let line = `${PREFIX}${seq},${message.partition},${publishedAt},${message.notBefore},${JSON.stringify(message.id)},${message.key === null ? 'null' : JSON.stringify(message.key)}`;
   for (const _ in message.headers) {
     line += `,${JSON.stringify(message.headers)}`;
     break;
   }
-  return {
-    content: Buffer.from(`${line}]\n${message.payload}`, 'utf8'),
-    properties: { persistent: true, contentType: CONTENT_TYPE, messageId: message.id },
-  };
+  return `${line}]\n${message.payload}`;
 }
 
-/** Decodes what `encodeMessage` wrote; undefined for a message botqueue did not publish. */
-export function decodeMessage(properties: { messageId?: unknown; headers?: Record<string, unknown> | undefined }, content: Buffer): DecodedMessage | undefined {
-  const id = properties.messageId;
-  if (typeof id !== 'string') return undefined;
-  // One UTF-8 decode of the whole body; the envelope line and the payload are slices of it.
+/** Decodes what `encodeBody` wrote (or an earlier format); undefined for a message botqueue did not publish. */
+export function decodeMessage(properties: ReceivedProperties, content: Buffer): DecodedMessage | undefined {
+  // One UTF-8 decode of the whole body; the envelope's strings and the payload are slices of it.
   const text = content.toString('utf8');
   const end = text.indexOf('\n');
-  if (end < 0) return decodeHeaderFormat(id, properties.headers, text);
+  if (end < 0) return typeof properties.messageId === 'string' ? decodeHeaderFormat(properties.messageId, properties.headers, text) : undefined;
+  if (text.startsWith(PREFIX)) return readCommonLine(text, end) ?? parseLine(text, end, undefined);
+  if (typeof properties.messageId === 'string') return parseLine(text, end, properties.messageId);
+  return undefined;
+}
+
+/**
+ * The envelope line as encodeBody writes it when nothing in it needs escaping and there are no
+ * headers (nearly every message), read without JSON.parse: no array, no intermediate strings.
+ * Anything else returns undefined and goes to `parseLine`, which reads every valid line;
+ * test/unit/rabbitmq-codec.test.ts checks that both agree.
+ */
+function readCommonLine(text: string, end: number): DecodedMessage | undefined {
+  let at = PREFIX.length;
+  const seq = readInteger(text, at, end);
+  if (seq === undefined) return undefined;
+  at = seq.next;
+  const partition = readInteger(text, at, end);
+  if (partition === undefined) return undefined;
+  at = partition.next;
+  const publishedAt = readInteger(text, at, end);
+  if (publishedAt === undefined) return undefined;
+  at = publishedAt.next;
+  const notBefore = readInteger(text, at, end);
+  if (notBefore === undefined) return undefined;
+  at = notBefore.next;
+  const id = readPlainString(text, at, end);
+  if (id === undefined || text.charCodeAt(id.next - 1) !== COMMA) return undefined;
+  at = id.next;
+  let key: string | null;
+  if (text.startsWith('null]', at)) {
+    key = null;
+    at += 5;
+  } else {
+    const read = readPlainString(text, at, end);
+    if (read === undefined || text.charCodeAt(read.next - 1) !== CLOSE_BRACKET) return undefined;
+    key = read.value;
+    at = read.next;
+  }
+  if (at !== end) return undefined;
+  return delivery(seq.value, partition.value, publishedAt.value, notBefore.value, id.value, key, {}, text.slice(end + 1));
+}
+
+const COMMA = 0x2c;
+const CLOSE_BRACKET = 0x5d;
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
+/** A non-negative integer of at most 16 digits at `at`, followed by a comma; undefined otherwise. */
+function readInteger(text: string, at: number, end: number): { value: number; next: number } | undefined {
+  let value = 0;
+  let i = at;
+  for (; i < end && i - at < 16; i++) {
+    const digit = text.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) break;
+    value = value * 10 + digit;
+  }
+  if (i === at || i >= end || text.charCodeAt(i) !== COMMA || value > Number.MAX_SAFE_INTEGER) return undefined;
+  // A leading zero is not JSON (except 0 itself): leave such a line to JSON.parse, which refuses it.
+  if (text.charCodeAt(at) === 48 && i - at > 1) return undefined;
+  return { value, next: i + 1 };
+}
+
+/** A JSON string without escapes at `at`, followed by one more character (returned in `next`). */
+function readPlainString(text: string, at: number, end: number): { value: string; next: number } | undefined {
+  if (text.charCodeAt(at) !== QUOTE) return undefined;
+  for (let i = at + 1; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) return i + 1 < end ? { value: text.slice(at + 1, i), next: i + 2 } : undefined;
+    // Escapes, and control characters (not valid raw in JSON): JSON.parse decides.
+    if (c === BACKSLASH || c < 0x20) return undefined;
+  }
+  return undefined;
+}
+
+/**
+ * Any envelope line, by JSON.parse: `bq2`, or `bq1` with the id from the message-id property.
+ * Exported as the reference the tests hold the fast reader to.
+ */
+export function parseLine(text: string, end: number, propertyId: string | undefined): DecodedMessage | undefined {
   let envelope: unknown;
   try {
     envelope = JSON.parse(text.slice(0, end));
   } catch {
     return undefined;
   }
-  if (!Array.isArray(envelope) || envelope[0] !== VERSION) return undefined;
-  const [, seq, partition, publishedAt, notBefore, key, headers] = envelope as [string, unknown, unknown, unknown, unknown, unknown, unknown];
-  if (!Number.isSafeInteger(seq) || !Number.isSafeInteger(partition)) return undefined;
-  return {
-    seq: seq as number,
+  if (!Array.isArray(envelope)) return undefined;
+  let fields: unknown[];
+  let id: unknown;
+  if (envelope[0] === VERSION) {
+    id = envelope[5];
+    fields = [envelope[1], envelope[2], envelope[3], envelope[4], envelope[6], envelope[7]];
+  } else if (envelope[0] === 'bq1' && propertyId !== undefined) {
+    id = propertyId;
+    fields = envelope.slice(1, 7);
+  } else {
+    return undefined;
+  }
+  const [seq, partition, publishedAt, notBefore, key, headers] = fields;
+  if (typeof id !== 'string' || !Number.isSafeInteger(seq) || !Number.isSafeInteger(partition)) return undefined;
+  return delivery(
+    seq as number,
+    partition as number,
+    typeof publishedAt === 'number' ? publishedAt : 0,
+    typeof notBefore === 'number' ? notBefore : 0,
     id,
-    key: typeof key === 'string' ? key : null,
-    partition: partition as number,
-    payload: text.slice(end + 1),
-    headers: isStringRecord(headers) ? headers : {},
-    publishedAt: typeof publishedAt === 'number' ? publishedAt : 0,
-    notBefore: typeof notBefore === 'number' ? notBefore : 0,
-    attempts: 0,
-    firstFailedAt: null,
-    parked: false,
-  };
+    typeof key === 'string' ? key : null,
+    isStringRecord(headers) ? headers : {},
+    text.slice(end + 1),
+  );
 }
 
-/**
- * The format before 2026-11-28 (envelope in AMQP headers, body = payload), still read so that
- * messages already in the queues when botqueue is upgraded are handled, not dropped as foreign.
- */
+function delivery(
+  seq: number,
+  partition: number,
+  publishedAt: number,
+  notBefore: number,
+  id: string,
+  key: string | null,
+  headers: Record<string, string>,
+  payload: string,
+): DecodedMessage {
+  return { seq, id, key, partition, payload, headers, publishedAt, notBefore, attempts: 0, firstFailedAt: null, parked: false };
+}
+
+/** The format before bq1 (envelope in AMQP headers, body = payload). */
 function decodeHeaderFormat(id: string, headers: Record<string, unknown> | undefined, payload: string): DecodedMessage | undefined {
   const numbers = headerText(headers?.bq);
   if (numbers === undefined) return undefined;
@@ -91,19 +188,16 @@ function decodeHeaderFormat(id: string, headers: Record<string, unknown> | undef
   } catch {
     userHeaders = {};
   }
-  return {
-    seq: seq!,
+  return delivery(
+    seq!,
+    partition!,
+    Number.isFinite(publishedAt) ? publishedAt! : 0,
+    Number.isFinite(notBefore) ? notBefore! : 0,
     id,
-    key: headerText(headers?.['bq-key']) ?? null,
-    partition: partition!,
+    headerText(headers?.['bq-key']) ?? null,
+    isStringRecord(userHeaders) ? userHeaders : {},
     payload,
-    headers: isStringRecord(userHeaders) ? userHeaders : {},
-    publishedAt: Number.isFinite(publishedAt) ? publishedAt! : 0,
-    notBefore: Number.isFinite(notBefore) ? notBefore! : 0,
-    attempts: 0,
-    firstFailedAt: null,
-    parked: false,
-  };
+  );
 }
 
 /** A header's text: amqplib hands long strings back as strings, or as Buffers for byte arrays. */

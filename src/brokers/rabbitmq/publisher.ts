@@ -7,13 +7,26 @@
 import type { ConfirmChannel, Options } from 'amqplib';
 import { BotqueueError, ErrorCodes } from '../../core/errors.js';
 import type { AmqpConnection } from './connection.js';
+import { framePublisher, type FramePublisher } from './publish-frames.js';
 
-export interface Outgoing {
-  exchange: string;
-  routingKey: string;
-  content: Buffer;
-  properties: Options.Publish;
+/**
+ * One message to publish: a botqueue message's body (sent persistent with no other property,
+ * see message-codec.ts), or bytes with their own properties (copies of received messages, markers).
+ */
+export type Outgoing =
+  | { exchange: string; routingKey: string; body: string }
+  | { exchange: string; routingKey: string; content: Buffer; properties: Options.Publish };
+
+const PERSISTENT: Options.Publish = { persistent: true };
+
+/** A confirm channel, and its frame publisher when amqplib's internals allow one. */
+interface PublishChannel {
+  channel: ConfirmChannel;
+  frames: FramePublisher | undefined;
 }
+
+/** Whether the channels made so far publish through the frame publisher (a test checks that it applies). */
+export const framePublishing = { applied: 0, notApplied: 0 };
 
 function unconfirmed(reason: string, cause?: unknown): BotqueueError {
   return new BotqueueError(ErrorCodes.BROKER_UNAVAILABLE, `RabbitMQ did not confirm the publish (${reason}); publish again — the id makes it safe`, {
@@ -34,7 +47,7 @@ interface Batch {
 }
 
 export class ConfirmPublisher {
-  private channel: Promise<ConfirmChannel> | undefined;
+  private channel: Promise<PublishChannel> | undefined;
   private inFlight = 0;
   private readonly roomWaiters: Array<() => void> = [];
 
@@ -81,13 +94,15 @@ export class ConfirmPublisher {
         try {
           this.inFlight++;
           batch.sent++;
-          writable = channel.publish(message.exchange, message.routingKey, message.content, message.properties, confirm);
+          if (!('body' in message)) writable = channel.channel.publish(message.exchange, message.routingKey, message.content, message.properties, confirm);
+          else if (channel.frames !== undefined) writable = channel.frames.publish(message.exchange, message.routingKey, message.body, confirm);
+          else writable = channel.channel.publish(message.exchange, message.routingKey, Buffer.from(message.body, 'utf8'), PERSISTENT, confirm);
         } catch (error) {
           this.closeBatch(batch, unconfirmed('the channel is closed', error));
           break;
         }
         // The socket's buffer is full: further publishes wait for 'drain' (via room()).
-        if (!writable) this.awaitDrain(channel);
+        if (!writable) this.awaitDrain(channel.channel);
       }
       await finished;
     } finally {
@@ -134,7 +149,7 @@ export class ConfirmPublisher {
     while (this.inFlight >= this.maxUnconfirmed) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
   }
 
-  private currentChannel(): Promise<ConfirmChannel> {
+  private currentChannel(): Promise<PublishChannel> {
     if (this.channel === undefined) {
       const opening = this.connection.confirmChannel().then((channel) => {
         channel.on('close', () => {
@@ -142,7 +157,10 @@ export class ConfirmPublisher {
           // Publishes whose confirm never came: the broker may or may not have them.
           for (const batch of [...this.openBatches]) this.closeBatch(batch, unconfirmed('the channel closed before the confirm'));
         });
-        return channel;
+        const frames = framePublisher(channel);
+        if (frames === undefined) framePublishing.notApplied++;
+        else framePublishing.applied++;
+        return { channel, frames };
       });
       opening.catch(() => {
         if (this.channel === opening) this.channel = undefined;
@@ -156,7 +174,7 @@ export class ConfirmPublisher {
 
   /** A plain channel for declarations, shared; re-made after a reconnect. */
   async declareChannel(): Promise<ConfirmChannel> {
-    return this.currentChannel();
+    return (await this.currentChannel()).channel;
   }
 }
 

@@ -31,7 +31,7 @@ import { sumPartitions } from '../partition-stats.js';
 import { Watchers } from '../watchers.js';
 import type { AmqpConnection } from './connection.js';
 import { DeadLetterDrain } from './dead-letter-drain.js';
-import { decodeMessage, encodeMessage, toPrepared } from './message-codec.js';
+import { decodeMessage, encodeBody, toPrepared } from './message-codec.js';
 import type { Names } from './names.js';
 import type { ResolvedRabbitmqOptions } from './options.js';
 import { ConfirmPublisher, type Outgoing } from './publisher.js';
@@ -219,8 +219,7 @@ export class RabbitmqBroker implements Broker {
     const exchange = this.names.exchange(topic);
     for (const index of sending) {
       const message = messages[index]!;
-      const { content, properties } = encodeMessage(message, seqOf[index]!, publishedAt);
-      outgoing.push({ exchange, routingKey: ROUTING_KEYS[message.partition] ?? String(message.partition), content, properties });
+      outgoing.push({ exchange, routingKey: ROUTING_KEYS[message.partition] ?? String(message.partition), body: encodeBody(message, seqOf[index]!, publishedAt) });
     }
     try {
       await this.publisher.publishAll(outgoing);
@@ -524,8 +523,7 @@ export class RabbitmqBroker implements Broker {
       for (const letter of letters) {
         if (letter.parked) continue;
         const prepared = toPrepared({ ...letter, notBefore: 0 });
-        const { content, properties } = encodeMessage(prepared, this.seqs.next(), publishedAt);
-        outgoing.push({ exchange: '', routingKey: this.names.partitionQueue(letter.topic, letter.group, letter.partition), content, properties });
+        outgoing.push({ exchange: '', routingKey: this.names.partitionQueue(letter.topic, letter.group, letter.partition), body: encodeBody(prepared, this.seqs.next(), publishedAt) });
       }
       await this.publisher.publishAll(outgoing);
       return (await this.store.removeDeadLetters(ids, 'redrive')).length;

@@ -164,10 +164,12 @@ export class PartitionSubscription {
       while (this.incoming.length > 0 && this.channel === channel) {
         const batch = this.incoming;
         this.incoming = [];
+        // The id is in the body, so each message is decoded here, once.
+        const decoded = batch.map((message) => decodeMessage(message.properties, message.content));
         const redelivered: string[] = [];
-        for (const message of batch) {
-          const id: unknown = message.properties.messageId;
-          if (message.fields.redelivered && typeof id === 'string') redelivered.push(id);
+        for (let i = 0; i < batch.length; i++) {
+          const id = decoded[i]?.id;
+          if (batch[i]!.fields.redelivered && id !== undefined) redelivered.push(id);
         }
         let states = NO_STATES;
         if (redelivered.length > 0) {
@@ -183,7 +185,7 @@ export class PartitionSubscription {
           }
         }
         if (this.channel !== channel) return;
-        for (const message of batch) this.hold(channel, message, states);
+        for (let i = 0; i < batch.length; i++) this.hold(channel, batch[i]!, decoded[i], states);
         this.hooks.arrived(this.partition);
         this.wake();
       }
@@ -192,8 +194,7 @@ export class PartitionSubscription {
     }
   }
 
-  private hold(channel: Channel, message: ConsumeMessage, states: ReadonlyMap<string, MessageState>): void {
-    const decoded = decodeMessage(message.properties, message.content);
+  private hold(channel: Channel, message: ConsumeMessage, decoded: Delivery | undefined, states: ReadonlyMap<string, MessageState>): void {
     if (decoded === undefined) {
       // Not botqueue's: nothing can handle it, and holding it would block the queue.
       channel.ack(message);
