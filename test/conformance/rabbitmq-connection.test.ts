@@ -11,6 +11,7 @@ import { test } from 'node:test';
 import { AmqpConnection } from '../../src/brokers/rabbitmq/connection.js';
 import { coalesceWrites } from '../../src/brokers/rabbitmq/coalesce-writes.js';
 import { framePublisher } from '../../src/brokers/rabbitmq/publish-frames.js';
+import { ConfirmPublisher, framePublishing } from '../../src/brokers/rabbitmq/publisher.js';
 import { missingServices, RABBITMQ_URL, reportMissing } from '../support/services.js';
 
 const MESSAGES = 2_000;
@@ -83,6 +84,26 @@ if (!reportMissing('RabbitMQ write coalescing', await missingServices(), test)) 
       await channel.deleteQueue(queue);
       await channel.close();
       assert.throws(() => frames.publish('', queue, 'late', () => undefined), /closed/i, 'a closed channel refuses, as channel.publish does');
+    } finally {
+      await connection.close();
+    }
+  });
+
+  test("botqueue's publisher sends message bodies through the frame publisher", async () => {
+    const connection = await AmqpConnection.open(RABBITMQ_URL, 5, 'botqueue-test-publisher');
+    const queue = `botqueue.test.publisher.${process.pid}`;
+    try {
+      const before = { ...framePublishing };
+      const publisher = new ConfirmPublisher(connection, 100);
+      const channel = await publisher.declareChannel();
+      await channel.assertQueue(queue, { durable: true, autoDelete: false, arguments: { 'x-queue-type': 'quorum' } });
+      await publisher.publishAll([{ exchange: '', routingKey: queue, body: 'through the frames' }]);
+      const message = await channel.get(queue, { noAck: true });
+      assert.ok(message !== false, 'the message arrived');
+      assert.equal(message.content.toString('utf8'), 'through the frames');
+      assert.equal(framePublishing.notApplied, before.notApplied, 'no channel fell back to channel.publish');
+      assert.equal(framePublishing.applied, before.applied + 1, 'the channel publishes through frames');
+      await channel.deleteQueue(queue);
     } finally {
       await connection.close();
     }
