@@ -9,7 +9,7 @@
  *
  * The multiplexer is amqplib's internal (`connection.muxer`, amqplib 2.3.1, pinned): if it is
  * not where expected, nothing is changed and frames are written one by one as before.
- * `test/conformance/rabbitmq-store.test.ts` checks that the hook still applies.
+ * `test/conformance/rabbitmq-connection.test.ts` checks that the hook still applies.
  */
 
 interface Muxer {
