@@ -149,10 +149,11 @@ export function framePublisher(channel: ConfirmChannel): FramePublisher | undefi
     publish(exchange, routingKey, body, onConfirm) {
       // amqplib replaces a closed channel's sendMessage with one that throws "Channel closed":
       // call it to fail exactly as channel.publish would.
-      if (internals.sendMessage !== openSendMessage || connection.channels![number]?.channel !== channel) {
-        (internals.sendMessage as () => never)();
+      if (internals.sendMessage !== openSendMessage) {
+        (internals.sendMessage as () => void)();
         throw new Error('Channel closed');
       }
+      if (connection.channels![number]?.channel !== channel) throw new Error('Channel closed');
       const cacheKey = `${exchange}\u0000${routingKey}`;
       let method = methods.get(cacheKey);
       if (method === undefined) {
