@@ -89,7 +89,7 @@ if (!reportMissing('RabbitMQ write coalescing', await missingServices(), test)) 
     }
   });
 
-  test("botqueue's publisher sends message bodies through the frame publisher", async () => {
+  test("botqueue's publisher sends bodies through the frame publisher, and its fallback (channel.publish) sends the same", async () => {
     const connection = await AmqpConnection.open(RABBITMQ_URL, 5, 'botqueue-test-publisher');
     const queue = `botqueue.test.publisher.${process.pid}`;
     try {
@@ -97,12 +97,23 @@ if (!reportMissing('RabbitMQ write coalescing', await missingServices(), test)) 
       const publisher = new ConfirmPublisher(connection, 100);
       const channel = await publisher.declareChannel();
       await channel.assertQueue(queue, { durable: true, autoDelete: false, arguments: { 'x-queue-type': 'quorum' } });
-      await publisher.publishAll([{ exchange: '', routingKey: queue, body: 'through the frames' }]);
-      const message = await channel.get(queue, { noAck: true });
-      assert.ok(message !== false, 'the message arrived');
-      assert.equal(message.content.toString('utf8'), 'through the frames');
-      assert.equal(framePublishing.notApplied, before.notApplied, 'no channel fell back to channel.publish');
       assert.equal(framePublishing.applied, before.applied + 1, 'the channel publishes through frames');
+      assert.equal(framePublishing.notApplied, before.notApplied, 'no channel fell back to channel.publish');
+      const fallback = new ConfirmPublisher(connection, 100, 15_000, false);
+      const bodies = ['["bq2",1,0,2,0,"id","k"]\n{"text":"héllo ✓"}', 'y'.repeat(200_000)];
+      for (const body of bodies) {
+        await publisher.publishAll([{ exchange: '', routingKey: queue, body }]);
+        await fallback.publishAll([{ exchange: '', routingKey: queue, body }]);
+      }
+      const received: Array<{ body: string; deliveryMode: unknown; properties: string[] }> = [];
+      for (;;) {
+        const message = await channel.get(queue, { noAck: true });
+        if (message === false) break;
+        const set = Object.entries(message.properties).filter(([name, value]) => value !== undefined && name !== 'deliveryMode' && name !== 'headers');
+        received.push({ body: message.content.toString('utf8'), deliveryMode: message.properties.deliveryMode, properties: set.map(([name]) => name) });
+      }
+      const expected = bodies.flatMap((body) => [body, body]).map((body) => ({ body, deliveryMode: 2, properties: [] }));
+      assert.deepEqual(received, expected, 'both paths: the same body, persistent, no other property');
       await channel.deleteQueue(queue);
     } finally {
       await connection.close();

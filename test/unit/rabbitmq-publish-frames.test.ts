@@ -3,7 +3,8 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { encodePublishFrames, encodePublishMethod } from '../../src/brokers/rabbitmq/publish-frames.js';
+import type { ConfirmChannel } from 'amqplib';
+import { encodePublishFrames, encodePublishMethod, framePublisher } from '../../src/brokers/rabbitmq/publish-frames.js';
 
 // amqplib's own encoders: what channel.publish(exchange, routingKey, content, { persistent: true }) writes.
 // Its package exports hide lib/, so they are loaded by file path.
@@ -56,4 +57,22 @@ test('a body larger than a frame is split over several body frames', () => {
 test('names longer than AMQP allows are refused, not truncated', () => {
   assert.throws(() => encodePublishMethod(1, 'e'.repeat(256), ''), /255/);
   assert.throws(() => encodePublishMethod(1, '', 'é'.repeat(128)), /255/);
+});
+
+test('the frame publisher declines a channel whose amqplib internals are not the expected ones', () => {
+  const channel = { ch: 1, sendMessage() {}, pushConfirmCallback() {} };
+  const buffer = { write: () => true };
+  const connection = (entry: object | null) => ({ channels: [null, entry], frameMax: 131_072 });
+  const asChannel = (value: object): ConfirmChannel => value as unknown as ConfirmChannel;
+  assert.equal(framePublisher(asChannel({})), undefined, 'nothing of it');
+  assert.equal(framePublisher(asChannel({ ...channel })), undefined, 'no connection');
+  assert.equal(framePublisher(asChannel({ ...channel, connection: { frameMax: 131_072 } })), undefined, 'no channel table');
+  const unregistered = { ...channel, connection: connection({ channel: {}, buffer }) };
+  assert.equal(framePublisher(asChannel(unregistered)), undefined, 'another channel in its slot');
+  const noConfirms = { ch: 1, sendMessage() {}, connection: undefined as unknown };
+  noConfirms.connection = connection({ channel: noConfirms, buffer });
+  assert.equal(framePublisher(asChannel(noConfirms)), undefined, 'not a confirm channel');
+  const fine = { ...channel, connection: undefined as unknown };
+  fine.connection = connection({ channel: fine, buffer });
+  assert.notEqual(framePublisher(asChannel(fine)), undefined, 'all in place');
 });

@@ -55,6 +55,8 @@ export class ConfirmPublisher {
     private readonly connection: AmqpConnection,
     private readonly maxUnconfirmed: number,
     private readonly confirmTimeoutMs: number = 15_000,
+    /** False: always channel.publish, as when amqplib's internals do not allow frames (tests of that path). */
+    private readonly useFrames: boolean = true,
   ) {}
 
   /**
@@ -157,7 +159,7 @@ export class ConfirmPublisher {
           // Publishes whose confirm never came: the broker may or may not have them.
           for (const batch of [...this.openBatches]) this.closeBatch(batch, unconfirmed('the channel closed before the confirm'));
         });
-        const frames = framePublisher(channel);
+        const frames = this.useFrames ? framePublisher(channel) : undefined;
         if (frames === undefined) framePublishing.notApplied++;
         else framePublishing.applied++;
         return { channel, frames };
