@@ -64,34 +64,16 @@ export function decodeMessage(properties: ReceivedProperties, content: Buffer): 
  * test/unit/rabbitmq-codec.test.ts checks that both agree.
  */
 function readCommonLine(text: string, end: number): DecodedMessage | undefined {
-  let at = PREFIX.length;
-  const seq = readInteger(text, at, end);
-  if (seq === undefined) return undefined;
-  at = seq.next;
-  const partition = readInteger(text, at, end);
-  if (partition === undefined) return undefined;
-  at = partition.next;
-  const publishedAt = readInteger(text, at, end);
-  if (publishedAt === undefined) return undefined;
-  at = publishedAt.next;
-  const notBefore = readInteger(text, at, end);
-  if (notBefore === undefined) return undefined;
-  at = notBefore.next;
-  const id = readPlainString(text, at, end);
-  if (id === undefined || text.charCodeAt(id.next - 1) !== COMMA) return undefined;
-  at = id.next;
-  let key: string | null;
-  if (text.startsWith('null]', at)) {
-    key = null;
-    at += 5;
-  } else {
-    const read = readPlainString(text, at, end);
-    if (read === undefined || text.charCodeAt(read.next - 1) !== CLOSE_BRACKET) return undefined;
-    key = read.value;
-    at = read.next;
-  }
-  if (at !== end) return undefined;
-  return delivery(seq.value, partition.value, publishedAt.value, notBefore.value, id.value, key, {}, text.slice(end + 1));
+  const line = new LineCursor(text, end, PREFIX.length);
+  const seq = line.integer();
+  const partition = line.integer();
+  const publishedAt = line.integer();
+  const notBefore = line.integer();
+  const id = line.plainString(COMMA);
+  if (seq < 0 || partition < 0 || publishedAt < 0 || notBefore < 0 || id === undefined) return undefined;
+  const key = text.startsWith('null]', line.at) ? line.skip(5) : line.plainString(CLOSE_BRACKET);
+  if (key === undefined || line.at !== end) return undefined;
+  return delivery(seq, partition, publishedAt, notBefore, id, key, {}, text.slice(end + 1));
 }
 
 const COMMA = 0x2c;
@@ -99,31 +81,53 @@ const CLOSE_BRACKET = 0x5d;
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 
-/** A non-negative integer of at most 16 digits at `at`, followed by a comma; undefined otherwise. */
-function readInteger(text: string, at: number, end: number): { value: number; next: number } | undefined {
-  let value = 0;
-  let i = at;
-  for (; i < end && i - at < 16; i++) {
-    const digit = text.charCodeAt(i) - 48;
-    if (digit < 0 || digit > 9) break;
-    value = value * 10 + digit;
-  }
-  if (i === at || i >= end || text.charCodeAt(i) !== COMMA || value > Number.MAX_SAFE_INTEGER) return undefined;
-  // A leading zero is not JSON (except 0 itself): leave such a line to JSON.parse, which refuses it.
-  if (text.charCodeAt(at) === 48 && i - at > 1) return undefined;
-  return { value, next: i + 1 };
-}
+/** Reads the simple JSON values of one line from left to right; a failed read leaves `at` where it was. */
+class LineCursor {
+  constructor(
+    private readonly text: string,
+    private readonly end: number,
+    public at: number,
+  ) {}
 
-/** A JSON string without escapes at `at`, followed by one more character (returned in `next`). */
-function readPlainString(text: string, at: number, end: number): { value: string; next: number } | undefined {
-  if (text.charCodeAt(at) !== QUOTE) return undefined;
-  for (let i = at + 1; i < end; i++) {
-    const c = text.charCodeAt(i);
-    if (c === QUOTE) return i + 1 < end ? { value: text.slice(at + 1, i), next: i + 2 } : undefined;
-    // Escapes, and control characters (not valid raw in JSON): JSON.parse decides.
-    if (c === BACKSLASH || c < 0x20) return undefined;
+  /** A non-negative integer of at most 16 digits followed by a comma; -1 when it is not that. */
+  integer(): number {
+    const { text, end, at } = this;
+    let value = 0;
+    let i = at;
+    for (; i < end && i - at < 16; i++) {
+      const digit = text.charCodeAt(i) - 48;
+      if (digit < 0 || digit > 9) break;
+      value = value * 10 + digit;
+    }
+    if (i === at || i >= end || text.charCodeAt(i) !== COMMA || value > Number.MAX_SAFE_INTEGER) return -1;
+    // A leading zero is not JSON (except 0 itself): leave such a line to JSON.parse, which refuses it.
+    if (text.charCodeAt(at) === 48 && i - at > 1) return -1;
+    this.at = i + 1;
+    return value;
   }
-  return undefined;
+
+  /** A JSON string without escapes followed by `then`; undefined when it is not that. */
+  plainString(then: number): string | undefined {
+    const { text, end, at } = this;
+    if (text.charCodeAt(at) !== QUOTE) return undefined;
+    for (let i = at + 1; i < end; i++) {
+      const c = text.charCodeAt(i);
+      if (c === QUOTE) {
+        if (i + 1 >= end || text.charCodeAt(i + 1) !== then) return undefined;
+        this.at = i + 2;
+        return text.slice(at + 1, i);
+      }
+      // Escapes, and control characters (not valid raw in JSON): JSON.parse decides.
+      if (c === BACKSLASH || c < 0x20) return undefined;
+    }
+    return undefined;
+  }
+
+  /** Moves past `length` characters already matched; the value they stand for is null. */
+  skip(length: number): null {
+    this.at += length;
+    return null;
+  }
 }
 
 /**
