@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { Channel } from 'amqplib';
 import { AmqpConnection } from '../../src/brokers/rabbitmq/connection.js';
 import { coalesceWrites } from '../../src/brokers/rabbitmq/coalesce-writes.js';
 import { framePublisher } from '../../src/brokers/rabbitmq/publish-frames.js';
@@ -19,6 +20,24 @@ const MESSAGES = 2_000;
 interface CountedSocket {
   _write: (...args: unknown[]) => void;
   _writev: (...args: unknown[]) => void;
+}
+
+interface Received {
+  body: string;
+  deliveryMode: unknown;
+  /** The other properties that are set (amqplib's empty header table aside). */
+  properties: string[];
+}
+
+/** Every message in the queue, in order, taken with basic.get. */
+async function takeAll(channel: Channel, queue: string): Promise<Received[]> {
+  const received: Received[] = [];
+  for (;;) {
+    const message = await channel.get(queue, { noAck: true });
+    if (message === false) return received;
+    const set = Object.entries(message.properties).filter(([name, value]) => value !== undefined && name !== 'deliveryMode' && name !== 'headers');
+    received.push({ body: message.content.toString('utf8'), deliveryMode: message.properties.deliveryMode, properties: set.map(([name]) => name) });
+  }
 }
 
 if (!reportMissing('RabbitMQ write coalescing', await missingServices(), test)) {
@@ -73,14 +92,9 @@ if (!reportMissing('RabbitMQ write coalescing', await missingServices(), test)) 
           }),
       );
       await Promise.all(confirms);
-      const received: Array<{ body: string; deliveryMode: unknown }> = [];
-      for (;;) {
-        const message = await channel.get(queue, { noAck: true });
-        if (message === false) break;
-        received.push({ body: message.content.toString('utf8'), deliveryMode: message.properties.deliveryMode });
-      }
+      const received = await takeAll(channel, queue);
       assert.deepEqual(received.map((m) => m.body), bodies, 'every body, in order, byte for byte');
-      assert.ok(received.every((m) => m.deliveryMode === 2), 'persistent');
+      assert.ok(received.every((m) => m.deliveryMode === 2 && m.properties.length === 0), 'persistent, no other property');
       await channel.deleteQueue(queue);
       await channel.close();
       assert.throws(() => frames.publish('', queue, 'late', () => undefined), /closed/i, 'a closed channel refuses, as channel.publish does');
@@ -105,13 +119,7 @@ if (!reportMissing('RabbitMQ write coalescing', await missingServices(), test)) 
         await publisher.publishAll([{ exchange: '', routingKey: queue, body }]);
         await fallback.publishAll([{ exchange: '', routingKey: queue, body }]);
       }
-      const received: Array<{ body: string; deliveryMode: unknown; properties: string[] }> = [];
-      for (;;) {
-        const message = await channel.get(queue, { noAck: true });
-        if (message === false) break;
-        const set = Object.entries(message.properties).filter(([name, value]) => value !== undefined && name !== 'deliveryMode' && name !== 'headers');
-        received.push({ body: message.content.toString('utf8'), deliveryMode: message.properties.deliveryMode, properties: set.map(([name]) => name) });
-      }
+      const received = await takeAll(channel, queue);
       const expected = bodies.flatMap((body) => [body, body]).map((body) => ({ body, deliveryMode: 2, properties: [] }));
       assert.deepEqual(received, expected, 'both paths: the same body, persistent, no other property');
       await channel.deleteQueue(queue);
