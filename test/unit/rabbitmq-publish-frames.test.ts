@@ -76,3 +76,15 @@ test('the frame publisher declines a channel whose amqplib internals are not the
   fine.connection = connection({ channel: fine, buffer });
   assert.notEqual(framePublisher(asChannel(fine)), undefined, 'all in place');
 });
+
+test('the method-frame cache gives each (exchange, routing key) its own frame, also past its size bound', () => {
+  const written: Buffer[] = [];
+  const channel = { ch: 3, sendMessage() {}, pushConfirmCallback() {}, connection: undefined as unknown };
+  channel.connection = { channels: [null, null, null, { channel, buffer: { write: (frame: Buffer) => written.push(frame) > 0 } }], frameMax: 131_072 };
+  const frames = framePublisher(channel as unknown as ConfirmChannel)!;
+  const targets = Array.from({ length: 5_000 }, (_, i) => [`ex${i % 3}`, String(i)] as const);
+  for (const [exchange, routingKey] of [...targets, ...targets.slice(0, 10)]) frames.publish(exchange, routingKey, 'body', () => undefined);
+  for (const [i, [exchange, routingKey]] of [...targets, ...targets.slice(0, 10)].entries()) {
+    assert.deepEqual(written[i], encodePublishFrames(3, 131_072, encodePublishMethod(3, exchange, routingKey), 'body'), `${exchange} ${routingKey}`);
+  }
+});

@@ -144,7 +144,8 @@ export function framePublisher(channel: ConfirmChannel): FramePublisher | undefi
   if (entry?.channel !== channel || typeof entry.buffer?.write !== 'function') return undefined;
   const buffer = entry.buffer;
   const frameMax = connection.frameMax;
-  const methods = new Map<string, Buffer>();
+  const methods = new Map<string, Map<string, Buffer>>();
+  let cachedMethods = 0;
   return {
     publish(exchange, routingKey, body, onConfirm) {
       // amqplib replaces a closed channel's sendMessage with one that throws "Channel closed":
@@ -154,13 +155,22 @@ export function framePublisher(channel: ConfirmChannel): FramePublisher | undefi
         throw new Error('Channel closed');
       }
       if (connection.channels![number]?.channel !== channel) throw new Error('Channel closed');
-      const cacheKey = `${exchange}\u0000${routingKey}`;
-      let method = methods.get(cacheKey);
+      // By exchange, then routing key: no key string to build per message.
+      let byRoutingKey = methods.get(exchange);
+      let method = byRoutingKey?.get(routingKey);
       if (method === undefined) {
         method = encodePublishMethod(number, exchange, routingKey);
         // Topics x partitions, plus queues a redrive publishes to: bounded, but not by us.
-        if (methods.size >= MAX_CACHED_METHODS) methods.clear();
-        methods.set(cacheKey, method);
+        if (++cachedMethods > MAX_CACHED_METHODS) {
+          methods.clear();
+          cachedMethods = 1;
+          byRoutingKey = undefined;
+        }
+        if (byRoutingKey === undefined) {
+          byRoutingKey = new Map();
+          methods.set(exchange, byRoutingKey);
+        }
+        byRoutingKey.set(routingKey, method);
       }
       const frames = encodePublishFrames(number, frameMax, method, body);
       const writable = buffer.write(frames);
