@@ -43,6 +43,7 @@ export class AmqpConnection extends EventEmitter<AmqpConnectionEvents> {
     try {
       model = await amqplib.connect(url, {
         heartbeat: heartbeatSeconds,
+        noDelay: true,
         clientProperties: { connection_name: name },
         recovery: { initialDelay: 100, maxDelay: 5_000, factor: 2, jitter: 0.5, maxRetries: Infinity, initialMaxRetries: 2 },
       });

@@ -318,6 +318,20 @@ export class PostgresStore implements CoordinationStore {
     });
   }
 
+  async reportHeld(topic: string, group: string, member: string, held: Record<number, HeldReport>): Promise<void> {
+    const partitions = Object.keys(held).map(Number);
+    if (partitions.length === 0) return;
+    await this.rows(
+      `report what ${topic}/${group} holds`,
+      this.pool,
+      `UPDATE ${this.t.leases}
+       SET held_count = COALESCE(($4::jsonb -> partition::text ->> 'count')::int, 0),
+           held_oldest = COALESCE(($4::jsonb -> partition::text ->> 'oldestPublishedAt')::bigint, 0)
+       WHERE topic = $1 AND grp = $2 AND owner = $3 AND partition = ANY($5::int[])`,
+      [topic, group, member, JSON.stringify(held), partitions],
+    );
+  }
+
   /** `UPDATE leases ... WHERE topic = $1 AND grp = $2` that frees a lease; callers add which. */
   private releaseSql(): string {
     return `UPDATE ${this.t.leases} SET owner = NULL, lease_until = 0, in_flight = 0, held_count = 0, held_oldest = 0 WHERE topic = $1 AND grp = $2`;

@@ -109,6 +109,12 @@ export interface CoordinationStore {
   coordinate(request: CoordinateRequest, held: Record<number, HeldReport>): Promise<CoordinateResult>;
 
   /**
+   * Stores what the member holds unacked per partition, on the leases it still owns (others are
+   * left alone): between heartbeats, so stats read a backlog at most one report period old.
+   */
+  reportHeld(topic: string, group: string, member: string, held: Record<number, HeldReport>): Promise<void>;
+
+  /**
    * Reserves ids for publishing, in one transaction, in input order (ids are distinct within a
    * call). A reservation older than `staleAfterMs` whose publish never confirmed is taken over.
    */
