@@ -1,6 +1,8 @@
 import { DEFAULT_MAX_MESSAGE_BYTES, checkName, prepareMessage, type PublishInput, type PublishReceipt } from './core/envelope.js';
 import { BotqueueError, ErrorCodes } from './core/errors.js';
-import { validateOptions, type OptionSpec } from './core/options.js';
+import { CONNECT_OPTIONS_SPEC, DEFAULT_DEDUP_WINDOW_MS, DEFAULT_PARTITIONS, TOPIC_SETTINGS_SPEC } from './core/limits.js';
+import { validateOptions } from './core/options.js';
+import { redactUrl } from './core/redact.js';
 import type { Broker, DeadLetter, DeadLetterFilter, DeadLetterListOptions, TopicInfo, TopicStats } from './brokers/broker.js';
 import { Worker, type Handler } from './worker/worker.js';
 import type { WorkerOptions } from './worker/options.js';
@@ -25,23 +27,12 @@ export interface ConnectOptions {
   defaultDedupWindowMs: number;
 }
 
-const connectSpec: OptionSpec = {
-  maxMessageBytes: { type: 'integer', min: 1, max: 64 * 1024 * 1024 },
-  defaultPartitions: { type: 'integer', min: 1, max: 4096 },
-  defaultDedupWindowMs: { type: 'integer', min: 0 },
-};
-
 export interface TopicOptions {
   /** Fixed at creation. Default 16 (or `defaultPartitions`). */
   partitions?: number;
   /** How long a message id is remembered to drop duplicates, in ms. Default 24 h. */
   dedupWindowMs?: number;
 }
-
-const topicSpec: OptionSpec = {
-  partitions: { type: 'integer', min: 1, max: 4096 },
-  dedupWindowMs: { type: 'integer', min: 0 },
-};
 
 /**
  * Opens a botqueue on the backend the URL names: `sqlite:./path.db` (the default, embedded),
@@ -52,10 +43,10 @@ const topicSpec: OptionSpec = {
  * const bq = await connect(process.env.BOTQUEUE_URL ?? 'sqlite:./data/botqueue.db');
  */
 export async function connect(url: string = DEFAULT_URL, options?: Partial<ConnectOptions>): Promise<Botqueue> {
-  const resolved = validateOptions<ConnectOptions>('connect options', connectSpec, options, {
+  const resolved = validateOptions<ConnectOptions>('connect options', CONNECT_OPTIONS_SPEC, options, {
     maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
-    defaultPartitions: 16,
-    defaultDedupWindowMs: 24 * 60 * 60 * 1000,
+    defaultPartitions: DEFAULT_PARTITIONS,
+    defaultDedupWindowMs: DEFAULT_DEDUP_WINDOW_MS,
   });
   if (typeof url !== 'string') throw new BotqueueError(ErrorCodes.UNSUPPORTED_URL, `connect() needs a URL string, got ${typeof url}`);
   const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0].toLowerCase();
@@ -63,7 +54,7 @@ export async function connect(url: string = DEFAULT_URL, options?: Partial<Conne
   if (load === undefined) {
     throw new BotqueueError(
       ErrorCodes.UNSUPPORTED_URL,
-      `unsupported botqueue URL "${url.replace(/\/\/[^@/]*@/, '//***@')}": supported schemes are ${Object.keys(backends).join(', ')} (e.g. sqlite:./data/botqueue.db, memory: or amqp://guest:guest@127.0.0.1:5672)`,
+      `unsupported botqueue URL "${redactUrl(url)}": supported schemes are ${Object.keys(backends).join(', ')} (e.g. sqlite:./data/botqueue.db, memory: or amqp://guest:guest@127.0.0.1:5672)`,
       { details: { supported: Object.keys(backends) } },
     );
   }
@@ -100,7 +91,7 @@ export class Botqueue {
   /** Creates a topic (or checks an existing one's partition count). Topics are also created on first use. */
   async createTopic(name: string, options?: TopicOptions): Promise<TopicInfo> {
     checkName('topic', name);
-    const resolved = validateOptions<TopicOptions>('topic options', topicSpec, options, {});
+    const resolved = validateOptions<TopicOptions>('topic options', TOPIC_SETTINGS_SPEC, options, {});
     const info = await this.open().ensureTopic(name, {
       partitions: resolved.partitions ?? this.options.defaultPartitions,
       dedupWindowMs: resolved.dedupWindowMs ?? this.options.defaultDedupWindowMs,

@@ -9,6 +9,7 @@ import { BotqueueError } from '../core/errors.js';
 import { CliError, usageError } from './errors.js';
 import type { Output, OutputStream } from './output.js';
 import { loadConfig, type BotqueueConfig, type TopicConfig } from '../service/config.js';
+import { settingsSecrets } from '../service/secrets.js';
 
 export interface InputStream extends AsyncIterable<string | Buffer> {
   isTTY?: boolean;
@@ -39,6 +40,11 @@ export interface CommandContext {
   io: Io;
   out: Output;
   globals: Globals;
+  /**
+   * Secrets of the settings (URL passwords, the admin token) that every error line and check
+   * is redacted against; loadSettings adds those of the config file.
+   */
+  secrets: string[];
 }
 
 export interface Command {
@@ -200,6 +206,7 @@ export async function loadSettings(ctx: CommandContext): Promise<Settings> {
       cause: error,
     });
   }
+  ctx.secrets.push(...settingsSecrets(env, config));
   return { url: config.url, maxMessageBytes: config.maxMessageBytes, configPath: config.configPath, topics: config.topics };
 }
 

@@ -12,9 +12,9 @@ import { parseRabbitmqUrl } from '../brokers/rabbitmq/options.js';
 import { parseSqliteUrl } from '../brokers/sqlite/options.js';
 import { connect, DEFAULT_URL } from '../client.js';
 import { BotqueueError, ErrorCodes } from '../core/errors.js';
+import { redactSecrets, redactUrl } from '../core/redact.js';
 import { GLOBAL_FLAGS_HELP, loadSettings, type Command, type CommandContext, type Flags } from './context.js';
 import { CliError, formatError, oneLine } from './errors.js';
-import { maskUrl } from '../service/config.js';
 import { plural } from './output.js';
 
 const help = `Usage: botqueue doctor [--json]
@@ -62,14 +62,6 @@ interface UrlCheck {
   file?: string;
 }
 
-/**
- * Hides every `//user:password@` in a text: an amqp: URL's error may quote the whole URL, and
- * with it the password of the store URL in its query.
- */
-function maskPasswords(text: string): string {
-  return text.replace(/\/\/([^:@/\s"?&]*):[^@/\s"]*@/g, '//$1:***@');
-}
-
 function message(error: unknown): string {
   if (error instanceof BotqueueError || error instanceof CliError) return oneLine(formatError(error).replace(/^botqueue: /, '').replace(/ — .*$/, ''));
   return oneLine(error instanceof Error ? error.message : String(error));
@@ -98,6 +90,8 @@ async function run(ctx: CommandContext, flags: Flags): Promise<number> {
   if (urlCheck.check.status === 'fail') checks.push(skip('connect', 'the URL is not usable'));
   else if (dataDir.status === 'fail') checks.push(skip('connect', 'the data directory is not usable'));
   else checks.push(await checkConnect(url));
+  // A check's detail may quote an error, and an error may quote a URL or a password.
+  for (const check of checks) check.detail = redactSecrets(check.detail, ...ctx.secrets);
 
   const failed = checks.filter((c) => c.status === 'fail');
   if (flags.boolean('json')) ctx.out.json({ ok: failed.length === 0, checks });
@@ -184,7 +178,7 @@ function checkAmqpDrivers(): Check {
 
 /** The URL to show: passwords hidden, the store taken out of the query (it is shown on its own). */
 function shownAmqpUrl(url: string): string {
-  const masked = maskUrl(url);
+  const masked = redactUrl(url);
   const at = masked.indexOf('?');
   if (at < 0) return masked;
   const params = masked
@@ -199,7 +193,7 @@ function checkAmqpUrl(url: string, env: NodeJS.ProcessEnv): UrlCheck {
   try {
     const { options } = parseRabbitmqUrl(url, {}, env);
     const fromUrl = new URL(url).searchParams.has('store');
-    const store = `${maskUrl(options.storeUrl)} (from ${fromUrl ? '?store=' : 'BOTQUEUE_STORE_URL'})`;
+    const store = `${redactUrl(options.storeUrl)} (from ${fromUrl ? '?store=' : 'BOTQUEUE_STORE_URL'})`;
     return { check: ok('url', `${shown} (RabbitMQ, namespace ${options.namespace}, store ${store})`) };
   } catch (error) {
     if (error instanceof BotqueueError && error.code === ErrorCodes.STORE_REQUIRED) {
@@ -211,12 +205,12 @@ function checkAmqpUrl(url: string, env: NodeJS.ProcessEnv): UrlCheck {
         ),
       };
     }
-    return { check: fail('url', maskPasswords(message(error)), 'write it as amqp://user:pass@host:5672[/vhost]?namespace=<ns>&store=postgres://user@host:5432/db') };
+    return { check: fail('url', message(error), 'write it as amqp://user:pass@host:5672[/vhost]?namespace=<ns>&store=postgres://user@host:5432/db') };
   }
 }
 
 function checkUrl(url: string, cwd: string): UrlCheck {
-  const shown = maskUrl(url);
+  const shown = redactUrl(url);
   const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0].toLowerCase();
   if (scheme === 'memory:') return { check: ok('url', `${shown} (in-process memory: nothing survives the process)`) };
   if (scheme !== 'sqlite:') {
@@ -283,7 +277,7 @@ async function checkConnect(url: string): Promise<Check> {
     ]);
     return ok('connect', `connected and read stats (${plural(topics, 'topic')})`);
   } catch (error) {
-    return fail('connect', maskPasswords(message(error)), 'check the URL and that the broker is up and reachable');
+    return fail('connect', message(error), 'check the URL and that the broker is up and reachable');
   } finally {
     clearTimeout(timer);
   }

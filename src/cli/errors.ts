@@ -27,13 +27,19 @@ export function usageError(message: string, command?: string): CliError {
   return new CliError(message, hint, { exitCode: EXIT_USAGE });
 }
 
-/** What to do after a library error, by its stable code. */
-const HINTS: Record<ErrorCode, string> = {
+/**
+ * What to do after a library error, by its stable code (docs/errors.md says more). Codes a
+ * command never meets (those only the HTTP API answers, or only a handler sees) have none and
+ * get DEFAULT_HINT.
+ */
+const HINTS: Partial<Record<ErrorCode, string>> = {
   [ErrorCodes.INVALID_OPTION]: 'check the flags and the config file (botqueue <command> --help)',
   [ErrorCodes.INVALID_MESSAGE]: 'fix the message and publish it again (botqueue publish --help)',
   [ErrorCodes.MESSAGE_TOO_LARGE]: 'make the payload smaller or raise maxMessageBytes',
   [ErrorCodes.UNSUPPORTED_URL]: 'pass --url or set BOTQUEUE_URL to sqlite:<path> or memory:',
-  [ErrorCodes.TOPIC_MISMATCH]: 'check the topic name and its partitions with botqueue topics list',
+  [ErrorCodes.TOPIC_NOT_FOUND]: 'see the topics with botqueue topics list, or create it with botqueue topics create <name>',
+  [ErrorCodes.TOPIC_MISMATCH]: 'the partition count is fixed at creation: use the existing one (botqueue topics list) or another topic name',
+  [ErrorCodes.GROUP_NOT_FOUND]: 'see the groups of the topic with botqueue stats <topic>',
   [ErrorCodes.BROKER_UNAVAILABLE]: 'check the broker URL and the data directory with botqueue doctor',
   [ErrorCodes.CLOSED]: 'run the command again',
   [ErrorCodes.LEASE_LOST]: 'run the command again',
@@ -43,6 +49,8 @@ const HINTS: Record<ErrorCode, string> = {
   [ErrorCodes.NOT_FOUND]: 'list what exists with botqueue dlq list',
   [ErrorCodes.STORE_REQUIRED]: 'set BOTQUEUE_STORE_URL=postgres://user@host:5432/db (the shared store every worker sees)',
 };
+
+const DEFAULT_HINT = 'see docs/errors.md for this code, or run botqueue doctor to check the set-up';
 
 /** Collapses whitespace and newlines so that a message fits the one-line contract. */
 export function oneLine(text: string): string {
@@ -54,7 +62,7 @@ export function formatError(error: unknown): string {
   if (error instanceof CliError) return `botqueue: ${oneLine(error.message)} — ${error.hint}`;
   if (error instanceof BotqueueError) {
     const retry = error.retriable && error.code !== ErrorCodes.BROKER_UNAVAILABLE ? 'try again, or ' : error.retriable ? 'try again; if it persists, ' : '';
-    return `botqueue: ${oneLine(error.message)} (${error.code}) — ${retry}${HINTS[error.code]}`;
+    return `botqueue: ${oneLine(error.message)} (${error.code}) — ${retry}${HINTS[error.code] ?? DEFAULT_HINT}`;
   }
   const message = error instanceof Error ? error.message : String(error);
   const code = (error as { code?: unknown } | null)?.code;

@@ -6,6 +6,8 @@
  * process.exitCode = await main(process.argv.slice(2));
  */
 import { readFileSync } from 'node:fs';
+import { passwordsOf, redactSecrets } from '../core/redact.js';
+import { settingsSecrets } from '../service/secrets.js';
 import { debugDetails, exitCodeOf, formatError, usageError } from './errors.js';
 import { GLOBAL_FLAGS, GLOBAL_FLAGS_HELP, helpRequested, parseFlags, splitAtName, type Command, type CommandContext, type Io } from './context.js';
 import { Output } from './output.js';
@@ -46,6 +48,8 @@ sqlite:./data/botqueue.db. Run botqueue <command> --help for a command's flags.`
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {
   const out = new Output(io.stdout, io.stderr);
   let debug = argv.includes('--debug');
+  // Known before the flags are parsed, so that even a usage error never echoes a password.
+  const secrets = [...settingsSecrets(io.env), ...passwordsOf(...argv)];
   try {
     const topFlags = { ...GLOBAL_FLAGS, version: { type: 'boolean', short: 'v' } } as const;
     const { name, before, after } = splitAtName(topFlags, argv);
@@ -83,11 +87,11 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     }
     const flags = parseFlags(name, command.flags, after);
     debug = flags.boolean('debug');
-    const ctx: CommandContext = { io, out, globals: { url: flags.string('url'), config: flags.string('config'), debug } };
+    const ctx: CommandContext = { io, out, globals: { url: flags.string('url'), config: flags.string('config'), debug }, secrets };
     return await command.run(ctx, flags);
   } catch (error) {
-    io.stderr.write(`${formatError(error)}\n`);
-    if (debug) io.stderr.write(`${debugDetails(error)}\n`);
+    io.stderr.write(`${redactSecrets(formatError(error), ...secrets)}\n`);
+    if (debug) io.stderr.write(`${redactSecrets(debugDetails(error), ...secrets)}\n`);
     return exitCodeOf(error);
   }
 }

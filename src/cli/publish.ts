@@ -10,6 +10,7 @@ import { fstatSync } from 'node:fs';
 import type { Botqueue } from '../client.js';
 import type { PublishInput, PublishReceipt } from '../core/envelope.js';
 import { BotqueueError, ErrorCodes } from '../core/errors.js';
+import { redactSecrets } from '../core/redact.js';
 import { ensureConfiguredTopic, GLOBAL_FLAGS_HELP, withClient, type Command, type CommandContext, type Flags, type InputStream } from './context.js';
 import { CliError, formatError, usageError } from './errors.js';
 import { formatDuration, plural, type Output } from './output.js';
@@ -193,7 +194,7 @@ async function publishLines(ctx: CommandContext, topic: string, flags: Flags): P
   } catch (error) {
     progress.stop();
     const failure = describeFailure(error, topic, storedThrough, lineNo);
-    doc?.end(counts, { message: failure.message, line: failure.line, code: error instanceof BotqueueError ? error.code : undefined });
+    doc?.end(counts, { message: redactSecrets(failure.message, ...ctx.secrets), line: failure.line, code: error instanceof BotqueueError ? error.code : undefined });
     throw failure;
   }
   progress.stop();

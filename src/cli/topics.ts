@@ -1,5 +1,6 @@
 /** `botqueue topics create|list`. */
 import type { TopicInfo } from '../brokers/broker.js';
+import { MAX_PARTITIONS, MIN_PARTITIONS } from '../core/limits.js';
 import { GLOBAL_FLAGS_HELP, withClient, type Command, type CommandContext, type Flags } from './context.js';
 import { usageError } from './errors.js';
 import { formatAge, table } from './output.js';
@@ -14,7 +15,7 @@ create  creates a topic; the partition count is fixed at creation. Defaults: the
 list    every topic: partitions, dedup window, retained messages and subscribed groups
 
 Flags:
-  --partitions <n>        partitions (1-4096)
+  --partitions <n>        partitions (${MIN_PARTITIONS}-${MAX_PARTITIONS})
   --dedup-window-ms <n>   how long a message id is remembered to drop duplicates, in ms
   --json                  print a JSON document (see docs/cli.md)
 
@@ -47,7 +48,7 @@ function topicJson(info: TopicInfo): Record<string, unknown> {
 }
 
 async function create(ctx: CommandContext, flags: Flags, name: string): Promise<number> {
-  const partitionsFlag = flags.integer('partitions', 1, 4096);
+  const partitionsFlag = flags.integer('partitions', MIN_PARTITIONS, MAX_PARTITIONS);
   const dedupFlag = flags.integer('dedup-window-ms', 0);
   const { info, created } = await withClient(ctx, async (bq, settings) => {
     const declared = settings.topics[name];

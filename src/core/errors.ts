@@ -2,6 +2,10 @@
  * One error base class for everything botqueue throws. `code` is stable and never reused,
  * `retriable` tells a caller whether trying the same call again can succeed, `cause` keeps
  * the underlying error.
+ *
+ * ErrorCodes is the one registry of every `BOTQUEUE_*` code botqueue throws, answers over HTTP,
+ * stores in a dead letter or reports as a warning; docs/errors.md says what each means and what
+ * to do, and test/unit/error-codes.test.ts fails when the source uses a code that is not here.
  */
 export const ErrorCodes = {
   /** An option is unknown, missing or of the wrong type. */
@@ -12,8 +16,12 @@ export const ErrorCodes = {
   MESSAGE_TOO_LARGE: 'BOTQUEUE_MESSAGE_TOO_LARGE',
   /** The connection URL names a scheme botqueue has no backend for. */
   UNSUPPORTED_URL: 'BOTQUEUE_UNSUPPORTED_URL',
-  /** The topic does not exist, or exists with other settings. */
+  /** The topic does not exist (create it first, or publish to it: the client creates it). */
+  TOPIC_NOT_FOUND: 'BOTQUEUE_TOPIC_NOT_FOUND',
+  /** The topic exists with other settings (its partition count is fixed at creation). */
   TOPIC_MISMATCH: 'BOTQUEUE_TOPIC_MISMATCH',
+  /** The consumer group is not subscribed to the topic. */
+  GROUP_NOT_FOUND: 'BOTQUEUE_GROUP_NOT_FOUND',
   /** The broker failed to store or read; the operation may succeed if tried again. */
   BROKER_UNAVAILABLE: 'BOTQUEUE_BROKER_UNAVAILABLE',
   /** The client, broker or worker was closed. */
@@ -30,6 +38,30 @@ export const ErrorCodes = {
   NOT_FOUND: 'BOTQUEUE_NOT_FOUND',
   /** A distributed backend was opened without the shared store it needs (e.g. RabbitMQ without PostgreSQL). */
   STORE_REQUIRED: 'BOTQUEUE_STORE_REQUIRED',
+  /** The error stored with a message RabbitMQ dead-lettered by itself, after `x-delivery-limit` deliveries. */
+  DELIVERY_LIMIT: 'BOTQUEUE_DELIVERY_LIMIT',
+  /** A listener of the SQLite change watcher threw; reported as a process warning, the watcher goes on. */
+  WATCH_LISTENER: 'BOTQUEUE_WATCH_LISTENER',
+
+  // Answered only by the HTTP API of `botqueue start` (service/http-errors.ts names them HttpErrorCodes).
+  /** The request body is not a message or an array of messages. */
+  INVALID_BODY: 'BOTQUEUE_INVALID_BODY',
+  /** More messages in one request than http.maxBatch. */
+  BATCH_TOO_LARGE: 'BOTQUEUE_BATCH_TOO_LARGE',
+  /** A query parameter is unknown or of the wrong type. */
+  INVALID_QUERY: 'BOTQUEUE_INVALID_QUERY',
+  /** Missing or wrong `Authorization: Bearer` token. */
+  UNAUTHORIZED: 'BOTQUEUE_UNAUTHORIZED',
+  /** The topic is over its configured maxBacklog; try again later. */
+  BACKLOG_FULL: 'BOTQUEUE_BACKLOG_FULL',
+  /** The topic is not declared in the config and http.allowUndeclaredTopics is false. */
+  TOPIC_NOT_DECLARED: 'BOTQUEUE_TOPIC_NOT_DECLARED',
+  /** No route for this method and path. */
+  ROUTE_NOT_FOUND: 'BOTQUEUE_ROUTE_NOT_FOUND',
+  /** The service is shutting down. */
+  SHUTTING_DOWN: 'BOTQUEUE_SHUTTING_DOWN',
+  /** Anything unexpected; the service log has the details. */
+  INTERNAL_ERROR: 'BOTQUEUE_INTERNAL_ERROR',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -17,6 +17,7 @@ import { dirname, extname, isAbsolute, relative, resolve } from 'node:path';
 import { DEFAULT_URL } from '../client.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, checkName } from '../core/envelope.js';
 import { BotqueueError, ErrorCodes } from '../core/errors.js';
+import { DEFAULT_DEDUP_WINDOW_MS, DEFAULT_PARTITIONS, MAX_MESSAGE_BYTES_LIMIT, MAX_PARTITIONS, MIN_DEDUP_WINDOW_MS, MIN_PARTITIONS } from '../core/limits.js';
 import { resolveWorkerOptions, type FailurePolicy, type WorkerOptions } from '../worker/options.js';
 import { defaultExport, importModule } from './module-loader.js';
 
@@ -99,7 +100,7 @@ const LOADABLE = new Set(['.ts', '.mts', '.cts', '.js', '.mjs', '.cjs', '.json']
 
 export const DEFAULT_PORT = 3000;
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000;
-export const DEFAULT_TOPIC: TopicConfig = { partitions: 16, dedupWindowMs: 24 * 60 * 60 * 1000, onExhausted: 'dead-letter', maxBacklog: undefined };
+export const DEFAULT_TOPIC: TopicConfig = { partitions: DEFAULT_PARTITIONS, dedupWindowMs: DEFAULT_DEDUP_WINDOW_MS, onExhausted: 'dead-letter', maxBacklog: undefined };
 /** Handlers get this share of the shutdown deadline; the rest is for handing partitions back and closing the broker. */
 const HANDLER_SHARE_OF_SHUTDOWN = 0.8;
 const MIN_TOKEN_LENGTH = 16;
@@ -206,7 +207,7 @@ export function resolveConfig(raw: unknown, context: Context): BotqueueConfig {
   const fileToken = file.optionalString(top.adminToken, 'adminToken');
   const fileLogLevel = top.logLevel === undefined ? undefined : file.oneOf(top.logLevel, 'logLevel', LOG_LEVELS);
   const shutdownTimeoutMs = top.shutdownTimeoutMs === undefined ? DEFAULT_SHUTDOWN_TIMEOUT_MS : file.integer(top.shutdownTimeoutMs, 'shutdownTimeoutMs', 0, 3_600_000);
-  const maxMessageBytes = top.maxMessageBytes === undefined ? DEFAULT_MAX_MESSAGE_BYTES : file.integer(top.maxMessageBytes, 'maxMessageBytes', 1, 64 * 1024 * 1024);
+  const maxMessageBytes = top.maxMessageBytes === undefined ? DEFAULT_MAX_MESSAGE_BYTES : file.integer(top.maxMessageBytes, 'maxMessageBytes', 1, MAX_MESSAGE_BYTES_LIMIT);
 
   // Environment variables override the file.
   const fromEnv = new FieldChecker(undefined);
@@ -292,8 +293,8 @@ function resolveTopics(file: FieldChecker, input: unknown): Record<string, Topic
     }
     const topic = file.object(value ?? {}, path, ['partitions', 'dedupWindowMs', 'onExhausted', 'maxBacklog']);
     topics[name] = {
-      partitions: topic.partitions === undefined ? DEFAULT_TOPIC.partitions : file.integer(topic.partitions, `${path}.partitions`, 1, 4096),
-      dedupWindowMs: topic.dedupWindowMs === undefined ? DEFAULT_TOPIC.dedupWindowMs : file.integer(topic.dedupWindowMs, `${path}.dedupWindowMs`, 0),
+      partitions: topic.partitions === undefined ? DEFAULT_TOPIC.partitions : file.integer(topic.partitions, `${path}.partitions`, MIN_PARTITIONS, MAX_PARTITIONS),
+      dedupWindowMs: topic.dedupWindowMs === undefined ? DEFAULT_TOPIC.dedupWindowMs : file.integer(topic.dedupWindowMs, `${path}.dedupWindowMs`, MIN_DEDUP_WINDOW_MS),
       onExhausted: topic.onExhausted === undefined ? DEFAULT_TOPIC.onExhausted : file.oneOf(topic.onExhausted, `${path}.onExhausted`, ['dead-letter', 'park-key'] as const),
       maxBacklog: topic.maxBacklog === undefined ? undefined : file.integer(topic.maxBacklog, `${path}.maxBacklog`, 1),
     };
@@ -375,11 +376,6 @@ export function resolveSqliteUrl(url: string, cwd: string): string {
   if (decoded === '' || decoded === ':memory:' || isAbsolute(decoded)) return url;
   const absolute = resolve(cwd, decoded).replace(/%/g, '%25').replace(/\?/g, '%3F');
   return `sqlite:${absolute}${query}`;
-}
-
-/** The URL with any password replaced by `***`, for printing and logs. */
-export function maskUrl(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/]*):[^@/]*@/i, '$1:***@').replace(/^([a-z][a-z0-9+.-]*:\/\/)[^:@/]+@/i, '$1***@');
 }
 
 /** 127.0.0.0/8, ::1 and localhost. */

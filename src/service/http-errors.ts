@@ -5,27 +5,19 @@
  */
 import { STATUS_CODES } from 'node:http';
 import { BotqueueError, ErrorCodes } from '../core/errors.js';
+import { redactSecrets } from '../core/redact.js';
 
-/** Codes only the HTTP API answers with (the library's are in core/errors.ts). Stable, never reused. */
+/** The codes only the HTTP API answers with; like every code, they live in core/errors.ts. */
 export const HttpErrorCodes = {
-  /** The body is not a message or an array of messages. */
-  INVALID_BODY: 'BOTQUEUE_INVALID_BODY',
-  /** More messages in one request than http.maxBatch. */
-  BATCH_TOO_LARGE: 'BOTQUEUE_BATCH_TOO_LARGE',
-  /** A query parameter is unknown or of the wrong type. */
-  INVALID_QUERY: 'BOTQUEUE_INVALID_QUERY',
-  /** Missing or wrong `Authorization: Bearer` token. */
-  UNAUTHORIZED: 'BOTQUEUE_UNAUTHORIZED',
-  /** The topic is over its configured maxBacklog; try again later. */
-  BACKLOG_FULL: 'BOTQUEUE_BACKLOG_FULL',
-  /** The topic is not declared in the config and http.allowUndeclaredTopics is false. */
-  TOPIC_NOT_DECLARED: 'BOTQUEUE_TOPIC_NOT_DECLARED',
-  /** No route for this method and path. */
-  NOT_FOUND: 'BOTQUEUE_ROUTE_NOT_FOUND',
-  /** The service is shutting down. */
-  SHUTTING_DOWN: 'BOTQUEUE_SHUTTING_DOWN',
-  /** Anything unexpected; the log has the details. */
-  INTERNAL: 'BOTQUEUE_INTERNAL_ERROR',
+  INVALID_BODY: ErrorCodes.INVALID_BODY,
+  BATCH_TOO_LARGE: ErrorCodes.BATCH_TOO_LARGE,
+  INVALID_QUERY: ErrorCodes.INVALID_QUERY,
+  UNAUTHORIZED: ErrorCodes.UNAUTHORIZED,
+  BACKLOG_FULL: ErrorCodes.BACKLOG_FULL,
+  TOPIC_NOT_DECLARED: ErrorCodes.TOPIC_NOT_DECLARED,
+  NOT_FOUND: ErrorCodes.ROUTE_NOT_FOUND,
+  SHUTTING_DOWN: ErrorCodes.SHUTTING_DOWN,
+  INTERNAL: ErrorCodes.INTERNAL_ERROR,
 } as const;
 
 /** Seconds a client should wait before retrying when storage failed or is closing. */
@@ -63,7 +55,8 @@ export function toHttpAnswer(error: unknown, limits: { bodyLimitBytes?: number }
     ({ statusCode, code, message, headers } = error);
   } else if (error instanceof BotqueueError) {
     code = error.code;
-    message = error.message;
+    // The message goes to whoever sent the request: no URL of the set-up leaves with a password.
+    message = redactSecrets(error.message);
     switch (error.code) {
       case ErrorCodes.INVALID_MESSAGE:
       case ErrorCodes.INVALID_OPTION:
@@ -73,6 +66,8 @@ export function toHttpAnswer(error: unknown, limits: { bodyLimitBytes?: number }
         statusCode = 413;
         break;
       case ErrorCodes.NOT_FOUND:
+      case ErrorCodes.TOPIC_NOT_FOUND:
+      case ErrorCodes.GROUP_NOT_FOUND:
         statusCode = 404;
         break;
       case ErrorCodes.TOPIC_MISMATCH:
@@ -81,7 +76,7 @@ export function toHttpAnswer(error: unknown, limits: { bodyLimitBytes?: number }
       case ErrorCodes.BROKER_UNAVAILABLE:
       case ErrorCodes.CLOSED:
         statusCode = 503;
-        message = `${error.message}; nothing was stored, try again`;
+        message = `${message}; nothing was stored, try again`;
         headers = { 'retry-after': String(RETRY_AFTER_UNAVAILABLE_S) };
         break;
       default:

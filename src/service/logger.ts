@@ -2,9 +2,12 @@
  * JSON logs with Elastic Common Schema field names (`@timestamp`, `log.level`, `message`,
  * `error.*`, `process.pid`), one line each, on stdout. Payloads, keys and chat ids are never
  * logged at info level or above: events carry topic, group, partition, seq and message id.
+ * Every line is redacted as a whole before it is written, so an error's message, stack or
+ * cause never carries a password out, whatever field it sits in.
  */
 import { hostname } from 'node:os';
 import { pino, type Logger } from 'pino';
+import { redactSecrets } from '../core/redact.js';
 
 export type { Logger } from 'pino';
 
@@ -16,9 +19,12 @@ export interface LoggerOptions {
   destination?: pino.DestinationStream;
   /** Extra fields on every line. */
   base?: Record<string, unknown>;
+  /** Secrets masked wherever they appear (service/secrets.ts); URL passwords are masked anyway. */
+  secrets?: readonly string[];
 }
 
 export function createLogger(options: LoggerOptions): Logger {
+  const secrets = options.secrets ?? [];
   return pino(
     {
       level: options.level,
@@ -37,6 +43,7 @@ export function createLogger(options: LoggerOptions): Logger {
         ...options.base,
       },
       serializers: { error: serializeError },
+      hooks: { streamWrite: (line) => redactSecrets(line, ...secrets) },
     },
     options.destination ?? pino.destination({ dest: 1, sync: true }),
   );

@@ -9,8 +9,10 @@
  * process.exitCode = await runStart({ workers: 2 });
  */
 import { resolve } from 'node:path';
+import { redactSecrets } from '../core/redact.js';
 import { loadConfig, type BotqueueConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
+import { settingsSecrets } from './secrets.js';
 import { Service } from './service.js';
 import { duration, summaryLines } from './summary.js';
 
@@ -33,10 +35,15 @@ export interface RunStartOptions {
 const MAX_WORKERS = 64;
 
 export async function runStart(options: RunStartOptions = {}): Promise<number> {
-  const out = options.out ?? ((line: string) => void process.stdout.write(`${line}\n`));
-  const err = options.err ?? ((line: string) => void process.stderr.write(`${line}\n`));
   const cwd = resolve(options.cwd ?? process.cwd());
   const env = options.env ?? process.env;
+  // Every printed line (the banner, supervisor notes, errors) goes through the redactor; the
+  // config file's secrets join those of the environment once it is loaded.
+  let secrets = settingsSecrets(env);
+  const write = options.out ?? ((line: string) => void process.stdout.write(`${line}\n`));
+  const writeErr = options.err ?? ((line: string) => void process.stderr.write(`${line}\n`));
+  const out = (line: string): void => write(redactSecrets(line, ...secrets));
+  const err = (line: string): void => writeErr(redactSecrets(line, ...secrets));
   const workers = options.workers ?? 0;
   if (!Number.isInteger(workers) || workers < 0 || workers > MAX_WORKERS) {
     err(`botqueue start: --workers must be an integer from 0 to ${MAX_WORKERS}, got ${String(workers)}`);
@@ -53,7 +60,8 @@ export async function runStart(options: RunStartOptions = {}): Promise<number> {
       err(`botqueue start: ${(error as Error).message}`);
       return 1;
     }
-    const logger = createLogger({ level: config.logLevel, role: 'gateway' });
+    secrets = settingsSecrets(env, config);
+    const logger = createLogger({ level: config.logLevel, role: 'gateway', secrets });
     const service = new Service({ config, workers, logger, out, cwd, env });
 
     const started = await Promise.race([service.start().then((s) => ({ kind: 'started' as const, ...s })), stop.received.then((signal) => ({ kind: 'signal' as const, signal }))]).catch(

@@ -1,6 +1,7 @@
 /** The lines `botqueue start` prints once everything runs: where everything is. */
 import { relative } from 'node:path';
-import { CONFIG_FILE_NAMES, httpSettings, isLoopback, maskUrl, type BotqueueConfig } from './config.js';
+import { redactUrl } from '../core/redact.js';
+import { CONFIG_FILE_NAMES, httpSettings, isLoopback, type BotqueueConfig } from './config.js';
 import { handlerName } from './handlers.js';
 import type { StartedService } from './service.js';
 import { MAX_RESTART_DELAY_MS, RESTART_DELAY_MS } from './supervisor.js';
@@ -20,7 +21,7 @@ export function summaryLines(config: BotqueueConfig, started: StartedService, wo
       row('warning', 'publishing is open to anyone who can reach this address; set http.publishRequiresToken: true in the config to require the token');
     }
   }
-  row('broker', maskUrl(config.url));
+  row('broker', redactUrl(config.url));
   row('config', config.configPath ?? `none found (${CONFIG_FILE_NAMES.join(', ')} in ${cwd}): defaults, no topics, no handlers`);
 
   const topics = Object.entries(config.topics);

@@ -7,9 +7,11 @@
  * finish within their shutdownTimeoutMs, release the partitions, exit 0.
  */
 import { connect, type Botqueue } from '../client.js';
+import { redactSecrets } from '../core/redact.js';
 import type { BotqueueConfig } from './config.js';
 import { loadHandlers, startHandlers, type RunningHandlers } from './handlers.js';
 import { createLogger, type Logger } from './logger.js';
+import { settingsSecrets } from './secrets.js';
 
 /** Parent → child. */
 export interface StartMessage {
@@ -50,7 +52,8 @@ process.on('SIGINT', () => stop('SIGINT'));
 process.on('disconnect', () => stop('supervisor gone'));
 
 async function start({ index, config }: StartMessage): Promise<void> {
-  logger = createLogger({ level: config.logLevel, role: 'worker', base: { 'botqueue.worker': index } });
+  const secrets = settingsSecrets(process.env, config);
+  logger = createLogger({ level: config.logLevel, role: 'worker', base: { 'botqueue.worker': index }, secrets });
   try {
     bq = await connect(config.url, { maxMessageBytes: config.maxMessageBytes });
     const functions = await loadHandlers(config.handlers);
@@ -60,7 +63,7 @@ async function start({ index, config }: StartMessage): Promise<void> {
     await send({ type: 'ready' });
   } catch (error) {
     logger.error({ error }, 'worker process could not start');
-    await send({ type: 'fatal', message: (error as Error).message });
+    await send({ type: 'fatal', message: redactSecrets((error as Error).message, ...secrets) });
     await handlers?.close().catch(() => undefined);
     await bq?.close().catch(() => undefined);
     process.exit(1);

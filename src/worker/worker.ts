@@ -172,7 +172,7 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
 
   private async start(): Promise<void> {
     const info = this.hooks.resolveTopic === undefined ? await this.broker.getTopic(this.topic) : await this.hooks.resolveTopic();
-    if (info === undefined) throw new BotqueueError(ErrorCodes.TOPIC_MISMATCH, `topic "${this.topic}" does not exist`);
+    if (info === undefined) throw new BotqueueError(ErrorCodes.TOPIC_NOT_FOUND, `topic "${this.topic}" does not exist`);
     this.partitions = info.partitions;
     await this.broker.ensureGroup(this.topic, this.group);
     this.unwatch = this.broker.watch(this.topic, (partition) => this.onPublished(partition));

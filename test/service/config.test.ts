@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { isBotqueueError } from '../../src/index.js';
-import { isLoopback, loadConfig, maskUrl, resolveSqliteUrl, type BotqueueConfig } from '../../src/service/config.js';
+import { isLoopback, loadConfig, resolveSqliteUrl, type BotqueueConfig } from '../../src/service/config.js';
 import { TEST_HANDLERS, cleanup, tempDir } from './harness.js';
 
 after(cleanup);
@@ -140,12 +140,6 @@ describe('config helpers', () => {
     assert.equal(resolveSqliteUrl('sqlite:///abs/q.db', '/srv'), 'sqlite:///abs/q.db');
     assert.equal(resolveSqliteUrl('sqlite::memory:', '/srv'), 'sqlite::memory:');
     assert.equal(resolveSqliteUrl('memory:', '/srv'), 'memory:');
-  });
-
-  test('maskUrl hides passwords', () => {
-    assert.equal(maskUrl('amqp://bot:s3cret@rabbit:5672/vhost'), 'amqp://bot:***@rabbit:5672/vhost');
-    assert.equal(maskUrl('redis://tokenonly@host'), 'redis://***@host');
-    assert.equal(maskUrl('sqlite:/srv/q.db'), 'sqlite:/srv/q.db');
   });
 
   test('isLoopback', () => {

@@ -37,7 +37,7 @@ import { homedir, tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 
 export interface PrivateRabbit {
-  /** amqp://guest:guest@127.0.0.1:<amqpPort> */
+  /** amqp://guest:<password, default guest>@127.0.0.1:<amqpPort> */
   url: string;
   amqpPort: number;
   /** e.g. bqtest-1234-a1b2c3@localhost; `rabbitmqctl -n <nodename> status` works from a root shell. */
@@ -61,6 +61,12 @@ export interface PrivateRabbitOptions {
   startTimeoutMs?: number;
   /** How long stop() waits for a graceful shutdown before it SIGKILLs the node and fails. */
   stopTimeoutMs?: number;
+  /**
+   * The password of the node's guest user (default guest): a test that looks for a password in
+   * botqueue's output needs one that differs from the user name. Letters and digits only, as it
+   * is written into rabbitmq.conf unquoted.
+   */
+  password?: string;
 }
 
 interface Scripts {
@@ -97,7 +103,9 @@ export async function startPrivateRabbit(options: PrivateRabbitOptions = {}): Pr
   // Ports are picked before the node exists and are only ours once it binds them; if another
   // process grabs one in between, the boot fails and the error shows it in the log tail.
   const [amqpPort, distPort] = await freePorts(2);
-  const node = new Node(scripts, amqpPort!, distPort!, options.startTimeoutMs ?? 60_000, options.stopTimeoutMs ?? 30_000);
+  const password = options.password ?? 'guest';
+  if (!/^[A-Za-z0-9]+$/.test(password)) throw new Error('startPrivateRabbit: the password must be letters and digits only');
+  const node = new Node(scripts, amqpPort!, distPort!, options.startTimeoutMs ?? 60_000, options.stopTimeoutMs ?? 30_000, password);
   try {
     await node.start();
   } catch (error) {
@@ -146,10 +154,11 @@ class Node implements PrivateRabbit {
     distPort: number,
     private readonly startTimeoutMs: number,
     private readonly stopTimeoutMs: number,
+    password: string,
   ) {
     this.amqpPort = amqpPort;
     this.nodename = `bqtest-${process.pid}-${randomBytes(3).toString('hex')}@localhost`;
-    this.url = `amqp://guest:guest@127.0.0.1:${amqpPort}`;
+    this.url = `amqp://guest:${password}@127.0.0.1:${amqpPort}`;
     this.dir = mkdtempSync(join(tmpdir(), 'botqueue-rabbit-'));
     const home = join(this.dir, 'home');
     const logBase = join(this.dir, 'log');
@@ -161,6 +170,8 @@ class Node implements PrivateRabbit {
       join(this.dir, 'rabbitmq.conf'),
       [
         `listeners.tcp.1 = 127.0.0.1:${amqpPort}`,
+        // Read at the first boot only, when the node creates its default user.
+        `default_pass = ${password}`,
         // A nearly full /tmp on a CI runner must not raise the disk alarm and block publishers.
         'disk_free_limit.absolute = 10MB',
         '',

@@ -25,7 +25,7 @@ import type { PreparedMessage, PublishReceipt } from '../../core/envelope.js';
 import { checkName } from '../../core/envelope.js';
 import { BotqueueError, ErrorCodes } from '../../core/errors.js';
 import { validateOptions } from '../../core/options.js';
-import { checkCoordinate, checkFilter, checkListOptions, checkPartition, checkTopicSettings } from './checks.js';
+import { checkCoordinate, checkFilter, checkListOptions, checkPartition } from './checks.js';
 import { coordinateGroup } from './coordinate.js';
 import { DeadLetterStore } from './dead-letters.js';
 import { publishMessages } from './publish.js';
@@ -59,19 +59,19 @@ export class MemoryBroker implements Broker {
   ensureTopic(topic: string, settings: TopicSettings): Promise<TopicInfo> {
     return this.run(() => {
       checkName('topic', topic);
-      const wanted = checkTopicSettings(topic, settings);
+      // The settings were checked by the client (core/limits.ts).
       const existing = this.topics.get(topic);
       if (existing !== undefined) {
-        if (existing.info.partitions !== wanted.partitions) {
+        if (existing.info.partitions !== settings.partitions) {
           throw new BotqueueError(
             ErrorCodes.TOPIC_MISMATCH,
-            `topic "${topic}" exists with ${existing.info.partitions} partitions, not ${wanted.partitions}; the partition count is fixed at creation, so use ${existing.info.partitions} or another topic`,
-            { details: { topic, existing: existing.info.partitions, requested: wanted.partitions } },
+            `topic "${topic}" exists with ${existing.info.partitions} partitions, not ${settings.partitions}; the partition count is fixed at creation, so use ${existing.info.partitions} or another topic`,
+            { details: { topic, existing: existing.info.partitions, requested: settings.partitions } },
           );
         }
         return { ...existing.info };
       }
-      const state = createTopic({ name: topic, partitions: wanted.partitions, dedupWindowMs: wanted.dedupWindowMs, createdAt: this.now() });
+      const state = createTopic({ name: topic, partitions: settings.partitions, dedupWindowMs: settings.dedupWindowMs, createdAt: this.now() });
       this.topics.set(topic, state);
       return { ...state.info };
     });
@@ -209,7 +209,7 @@ export class MemoryBroker implements Broker {
   private topic(name: string, action: string): TopicState {
     const state = this.topics.get(name);
     if (state === undefined) {
-      throw new BotqueueError(ErrorCodes.TOPIC_MISMATCH, `cannot ${action} topic "${name}": it does not exist; create it first with ensureTopic`, {
+      throw new BotqueueError(ErrorCodes.TOPIC_NOT_FOUND, `cannot ${action} topic "${name}": it does not exist; create it first with ensureTopic`, {
         details: { topic: name },
       });
     }

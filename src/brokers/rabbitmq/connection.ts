@@ -6,8 +6,8 @@
 import { EventEmitter } from 'node:events';
 import type { Channel, ConfirmChannel, RecoveringChannelModel } from 'amqplib';
 import { BotqueueError, ErrorCodes } from '../../core/errors.js';
+import { passwordsOf, redactSecrets, redactUrl } from '../../core/redact.js';
 import { coalesceWrites } from './coalesce-writes.js';
-import { redactUrl } from './options.js';
 
 interface AmqplibModule {
   connect(url: string, socketOptions: Record<string, unknown>): Promise<RecoveringChannelModel>;
@@ -48,7 +48,7 @@ export class AmqpConnection extends EventEmitter<AmqpConnectionEvents> {
         recovery: { initialDelay: 100, maxDelay: 5_000, factor: 2, jitter: 0.5, maxRetries: Infinity, initialMaxRetries: 2 },
       });
     } catch (error) {
-      throw new BotqueueError(ErrorCodes.BROKER_UNAVAILABLE, `cannot connect to RabbitMQ at ${redactUrl(url)}: ${(error as Error).message} — is RabbitMQ running?`, {
+      throw new BotqueueError(ErrorCodes.BROKER_UNAVAILABLE, `cannot connect to RabbitMQ at ${redactUrl(url)}: ${redactSecrets((error as Error).message, ...passwordsOf(url))} — is RabbitMQ running?`, {
         retriable: true,
         cause: error,
       });

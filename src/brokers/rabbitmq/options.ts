@@ -1,5 +1,6 @@
 import { BotqueueError, ErrorCodes } from '../../core/errors.js';
 import { validateOptions, type OptionSpec } from '../../core/options.js';
+import { redactUrl } from '../../core/redact.js';
 
 export interface RabbitmqOptions {
   /**
@@ -52,11 +53,6 @@ const URL_PARAMS = new Set(['namespace', 'store', 'prefetch', 'heartbeat', 'deli
 
 function invalid(message: string, option: string): BotqueueError {
   return new BotqueueError(ErrorCodes.INVALID_OPTION, message, { details: { option } });
-}
-
-/** The URL with its password hidden, for messages. */
-export function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
 }
 
 /**

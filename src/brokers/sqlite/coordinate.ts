@@ -11,15 +11,6 @@ function invalid(where: string, message: string, option: string): BotqueueError 
   return new BotqueueError(ErrorCodes.INVALID_OPTION, `${where}: ${message}`, { details: { option } });
 }
 
-/** Checks what can be checked before the request is queued. */
-export function checkCoordinateRequest(request: CoordinateRequest): void {
-  const where = `coordinate ${request.topic}/${request.group}`;
-  if (typeof request.member !== 'string' || request.member.length === 0) throw invalid(where, 'member must be a non-empty string', 'member');
-  if (typeof request.leaseMs !== 'number' || !Number.isFinite(request.leaseMs) || request.leaseMs <= 0) {
-    throw invalid(where, `leaseMs must be a positive number, got ${String(request.leaseMs)}`, 'leaseMs');
-  }
-}
-
 /**
  * Heartbeat, lease renewal, release and acquisition of one member, in one write transaction,
  * so that two members racing for a partition see each other's result. A lease whose time has

@@ -37,11 +37,11 @@ export function closedError(): BotqueueError {
 
 /** The topic or group a call names was never created on this file. */
 export function unknownTopic(topic: string): BotqueueError {
-  return new BotqueueError(ErrorCodes.TOPIC_MISMATCH, `topic "${topic}" does not exist; create it with ensureTopic first`, { details: { topic } });
+  return new BotqueueError(ErrorCodes.TOPIC_NOT_FOUND, `topic "${topic}" does not exist; create it with ensureTopic first`, { details: { topic } });
 }
 
 export function unknownGroup(topic: string, group: string): BotqueueError {
-  return new BotqueueError(ErrorCodes.TOPIC_MISMATCH, `group "${group}" is not subscribed to topic "${topic}"; call ensureGroup first`, {
+  return new BotqueueError(ErrorCodes.GROUP_NOT_FOUND, `group "${group}" is not subscribed to topic "${topic}"; call ensureGroup first`, {
     details: { topic, group },
   });
 }

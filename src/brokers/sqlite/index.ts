@@ -10,7 +10,6 @@ import { dirname } from 'node:path';
 import type Database from 'better-sqlite3';
 import { BotqueueError, ErrorCodes } from '../../core/errors.js';
 import { checkName, type PreparedMessage, type PublishReceipt } from '../../core/envelope.js';
-import { validateOptions, type OptionSpec } from '../../core/options.js';
 import type {
   Broker,
   BrokerCapabilities,
@@ -27,7 +26,7 @@ import type {
   TopicStats,
 } from '../broker.js';
 import { Catalog, topicInfo } from './catalog.js';
-import { checkCoordinateRequest, Coordinator } from './coordinate.js';
+import { Coordinator } from './coordinate.js';
 import { DeadLetters, DLQ_CHUNK, type ChunkResult } from './dead-letters.js';
 import { checkDeadLetterFilter } from '../dead-letter-filter.js';
 import { FilterQueries } from './dlq-filter.js';
@@ -50,20 +49,6 @@ export type { SqliteOptions } from './options.js';
 
 /** How often expired dedup records and effects are deleted, in ms. */
 const HOUSEKEEPING_INTERVAL_MS = 30_000;
-
-const TOPIC_SPEC: OptionSpec = {
-  partitions: { type: 'integer', min: 1, max: 65_536 },
-  dedupWindowMs: { type: 'number', min: 0 },
-};
-
-function checkTopicSettings(topic: string, input: unknown): TopicSettings {
-  const where = `topic "${topic}"`;
-  const settings = validateOptions<Partial<TopicSettings>>(where, TOPIC_SPEC, input, {});
-  for (const name of ['partitions', 'dedupWindowMs'] as const) {
-    if (settings[name] === undefined) throw new BotqueueError(ErrorCodes.INVALID_OPTION, `${where}: option "${name}" is required`, { details: { option: name } });
-  }
-  return { partitions: settings.partitions!, dedupWindowMs: settings.dedupWindowMs! };
-}
 
 export class SqliteBroker implements Broker {
   readonly capabilities: BrokerCapabilities;
@@ -128,8 +113,8 @@ export class SqliteBroker implements Broker {
   ensureTopic(topic: string, settings: TopicSettings): Promise<TopicInfo> {
     return this.guard('create the topic', () => {
       checkName('topic', topic);
-      const checked = checkTopicSettings(topic, settings);
-      return this.write(1, `create topic "${topic}"`, () => this.topics.ensureTopic(topic, checked));
+      // The settings were checked by the client (core/limits.ts).
+      return this.write(1, `create topic "${topic}"`, () => this.topics.ensureTopic(topic, settings));
     });
   }
 
@@ -158,7 +143,6 @@ export class SqliteBroker implements Broker {
 
   coordinate(request: CoordinateRequest): Promise<CoordinateResult> {
     return this.guard('coordinate', () => {
-      checkCoordinateRequest(request);
       checkName('group', request.group);
       return this.write(1, `coordinate member "${request.member}"`, (tx) => this.coordinator.coordinate(tx, request));
     });

@@ -1,3 +1,5 @@
+import { ErrorCodes } from '../../core/errors.js';
+
 type Listener = (partition: number) => void;
 
 /** How often `PRAGMA data_version` is read while someone watches, in ms. */
@@ -80,7 +82,7 @@ export class Watchers {
       try {
         listener(partition);
       } catch (error) {
-        process.emitWarning(error instanceof Error ? error : String(error), { code: 'BOTQUEUE_WATCH_LISTENER' });
+        process.emitWarning(error instanceof Error ? error : String(error), { code: ErrorCodes.WATCH_LISTENER });
       }
     }
   }

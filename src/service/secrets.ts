@@ -1,0 +1,12 @@
+/**
+ * The secrets in a service's or a command's settings: the passwords of the broker and store
+ * URLs (BOTQUEUE_URL, BOTQUEUE_STORE_URL, the config file's url) and the admin token. Every
+ * line `botqueue` prints or logs is redacted against them (core/redact.ts), because a driver's
+ * message may quote a password without the URL around it.
+ */
+import { passwordsOf } from '../core/redact.js';
+
+export function settingsSecrets(env: NodeJS.ProcessEnv, config?: { url: string; adminToken?: string | undefined }): string[] {
+  const tokens = [env.BOTQUEUE_ADMIN_TOKEN, config?.adminToken].filter((token): token is string => typeof token === 'string' && token !== '');
+  return [...new Set([...passwordsOf(env.BOTQUEUE_URL, env.BOTQUEUE_STORE_URL, config?.url), ...tokens])];
+}
