@@ -12,12 +12,15 @@
  *    msgs/s = N / (first publish → last handled). Messages carry no id (no dedup record), as on the raw side. "botqueue + ids"
  *    (info): every message has a producer id, so each publish also reserves and confirms a
  *    dedup record in PostgreSQL.
+ *  - fleet: bench/fleet.ts — a backlog published first, then 3 worker processes with a handler
+ *    that awaits 0–6 ms and writes to SQLite, on SQLite and on RabbitMQ; ratio RabbitMQ / SQLite
+ *    (target ≥ 0.5). What users run, where the no-op loop above hid a 10–20× slowdown.
  * Every measurement is repeated --runs times (default 3), the runs of the three variants
  * interleaved so machine noise spreads over all of them; medians are reported, and the ratio
  * botqueue / raw (target ≥ 0.85).
  *
  * Flags (or BENCH_* env): --runs=3 --messages=50000 --concurrency=32 --producers=2 --batch=1000
- * --only=raw,botqueue,ids. The broker is
+ * --only=raw,botqueue,ids,fleet. The broker is
  * BENCH_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672), the store BOTQUEUE_STORE_URL
  * (default postgres://postgres@127.0.0.1:5432/test). The last line of stdout is the result as JSON.
  */
@@ -27,6 +30,7 @@ import { Names } from '../src/brokers/rabbitmq/names.js';
 import { RabbitmqBroker } from '../src/brokers/rabbitmq/rabbitmq-broker.js';
 import { brokerCpuMicros, fmtInt, fmtRatio, median, progress, table } from './lib.js';
 import { DEFAULTS, brokerCpuSince, cpuMicros, runRawAmqplib } from './raw-amqplib.js';
+import { FLEET, fleetOnRabbitmq, fleetOnSqlite, type FleetRun } from './fleet.js';
 
 function flag(name: string, fallback: number): number {
   const arg = process.argv.slice(2).find((a) => a.startsWith(`--${name}=`));
@@ -42,7 +46,7 @@ const WARMUP = Number(process.argv.find((a) => a.startsWith('--warmup='))?.slice
 if (!Number.isInteger(WARMUP) || WARMUP < 0) throw new Error('bench: --warmup must be a whole number >= 0');
 const MESSAGES = flag('messages', DEFAULTS.messages);
 const CONCURRENCY = flag('concurrency', 32);
-const ONLY = new Set((process.argv.find((a) => a.startsWith('--only='))?.slice(7) ?? 'raw,botqueue,ids').split(','));
+const ONLY = new Set((process.argv.find((a) => a.startsWith('--only='))?.slice(7) ?? 'raw,botqueue,ids,fleet').split(','));
 const AMQP_URL = process.env.BENCH_AMQP_URL ?? DEFAULTS.url;
 const STORE_URL = process.env.BOTQUEUE_STORE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const KEYS = DEFAULTS.keys;
@@ -132,6 +136,7 @@ async function main(): Promise<void> {
   const ids: number[] = [];
   /** Client and broker CPU per message (µs) of each counted run, per variant. */
   const cpu = { raw: [] as [number, number][], botqueue: [] as [number, number][], ids: [] as [number, number][] };
+  const fleet = { sqlite: [] as FleetRun[], rabbitmq: [] as FleetRun[] };
   let violations = 0;
   for (let round = 0; round < WARMUP; round++) {
     const messages = Math.min(MESSAGES, 20_000);
@@ -161,8 +166,20 @@ async function main(): Promise<void> {
       cpu.ids.push([i.clientCpuMicros, i.brokerCpuMicros]);
       violations += i.orderViolations;
     }
-    progress(`  raw ${fmtInt(raw.at(-1) ?? NaN)}  botqueue ${fmtInt(plain.at(-1) ?? NaN)}  with ids ${fmtInt(ids.at(-1) ?? NaN)} msg/s`);
+    if (ONLY.has('fleet')) {
+      progress(`run ${run + 1}/${RUNS}: fleet of 3 worker processes on SQLite, then on RabbitMQ`);
+      fleet.sqlite.push(await fleetOnSqlite(String(run), run + 1));
+      fleet.rabbitmq.push(await fleetOnRabbitmq(AMQP_URL, STORE_URL, String(run), run + 1));
+    }
+    progress(`  raw ${fmtInt(raw.at(-1) ?? NaN)}  botqueue ${fmtInt(plain.at(-1) ?? NaN)}  with ids ${fmtInt(ids.at(-1) ?? NaN)}  fleet sqlite ${fmtInt(fleet.sqlite.at(-1)?.msgsPerSec ?? NaN)} rabbitmq ${fmtInt(fleet.rabbitmq.at(-1)?.msgsPerSec ?? NaN)} msg/s`);
   }
+  const fleetSummary = (runs: FleetRun[]) => ({
+    msgsPerSec: median(runs.map((r) => r.msgsPerSec)),
+    samples: runs.map((r) => Math.round(r.msgsPerSec)),
+    lost: runs.reduce((sum, r) => sum + r.lost, 0),
+    orderViolations: runs.reduce((sum, r) => sum + r.orderViolations, 0),
+    perWorker: runs.map((r) => r.perWorker),
+  });
   const result = {
     messages: MESSAGES,
     runs: RUNS,
@@ -173,29 +190,44 @@ async function main(): Promise<void> {
     ratioWithIds: median(ids) / median(raw),
     orderViolations: violations,
     samples: { raw, botqueue: plain, botqueueWithIds: ids },
+    fleet: ONLY.has('fleet') ? { ...FLEET, sqlite: fleetSummary(fleet.sqlite), rabbitmq: fleetSummary(fleet.rabbitmq), ratio: median(fleet.rabbitmq.map((r) => r.msgsPerSec)) / median(fleet.sqlite.map((r) => r.msgsPerSec)) } : undefined,
     cpuMicrosPerMessage: Object.fromEntries(
       Object.entries(cpu).map(([variant, runs]) => [variant, { client: median(runs.map((r) => r[0])), broker: median(runs.map((r) => r[1])) }]),
     ),
   };
-  console.log(`\nRabbitMQ end-to-end, ${fmtInt(MESSAGES)} messages, ${KEYS} keys, ${PARTITIONS} quorum queues, median of ${RUNS}:`);
-  console.log(
-    table([
-      ['variant', 'msg/s', 'vs raw'],
-      ['raw amqplib (confirms, manual acks)', fmtInt(result.rawMsgsPerSec), '1.00×'],
-      ['botqueue (ordered worker)', fmtInt(result.botqueueMsgsPerSec), `${fmtRatio(result.ratio)} (target ≥ 0.85: ${result.ratio >= 0.85 ? 'PASS' : 'MISS'})`],
-      ['botqueue + ids (dedup in PostgreSQL)', fmtInt(result.botqueueWithIdsMsgsPerSec), fmtRatio(result.ratioWithIds)],
-    ]),
-  );
-  console.log(`per-key order violations: ${violations}`);
-  // Where the difference comes from: on 2 cores the rate follows client + broker CPU per message.
-  const us = (value: number): string => (Number.isNaN(value) ? 'n/a' : value.toFixed(1));
-  console.log('\nCPU per message in the end-to-end runs (µs, user + system, medians; broker read from /proc):');
-  console.log(
-    table([
-      ['variant', 'client', 'RabbitMQ', 'sum'],
-      ...Object.entries(result.cpuMicrosPerMessage).map(([variant, c]) => [variant, us(c.client), us(c.broker), us(c.client + c.broker)]),
-    ]),
-  );
+  if (raw.length + plain.length + ids.length > 0) {
+    console.log(`\nRabbitMQ end-to-end, ${fmtInt(MESSAGES)} messages, ${KEYS} keys, ${PARTITIONS} quorum queues, median of ${RUNS}:`);
+    console.log(
+      table([
+        ['variant', 'msg/s', 'vs raw'],
+        ['raw amqplib (confirms, manual acks)', fmtInt(result.rawMsgsPerSec), '1.00×'],
+        ['botqueue (ordered worker)', fmtInt(result.botqueueMsgsPerSec), `${fmtRatio(result.ratio)} (target ≥ 0.85: ${result.ratio >= 0.85 ? 'PASS' : 'MISS'})`],
+        ['botqueue + ids (dedup in PostgreSQL)', fmtInt(result.botqueueWithIdsMsgsPerSec), fmtRatio(result.ratioWithIds)],
+      ]),
+    );
+    console.log(`per-key order violations: ${violations}`);
+    // Where the difference comes from: on 2 cores the rate follows client + broker CPU per message.
+    const us = (value: number): string => (Number.isNaN(value) ? 'n/a' : value.toFixed(1));
+    console.log('\nCPU per message in the end-to-end runs (µs, user + system, medians; broker read from /proc):');
+    console.log(
+      table([
+        ['variant', 'client', 'RabbitMQ', 'sum'],
+        ...Object.entries(result.cpuMicrosPerMessage).map(([variant, c]) => [variant, us(c.client), us(c.broker), us(c.client + c.broker)]),
+      ]),
+    );
+  }
+  if (result.fleet !== undefined) {
+    const f = result.fleet;
+    console.log(`\nFleet: ${fmtInt(FLEET.messages)} messages over ${FLEET.keys} keys published first (no group yet), then ${FLEET.workers} worker processes`);
+    console.log(`(concurrency ${FLEET.concurrency}, leaseMs ${FLEET.leaseMs}, handler awaits 0–${FLEET.maxHandlerMs} ms and writes a row to its own SQLite file), median of ${RUNS}:`);
+    console.log(
+      table([
+        ['backend', 'msg/s', 'vs SQLite', 'lost', 'order violations', 'per worker (last run)'],
+        ['SQLite (one file, 3 processes)', fmtInt(f.sqlite.msgsPerSec), '1.00×', String(f.sqlite.lost), String(f.sqlite.orderViolations), f.sqlite.perWorker.at(-1)?.join(' / ') ?? ''],
+        ['RabbitMQ (quorum queues, PostgreSQL store)', fmtInt(f.rabbitmq.msgsPerSec), `${fmtRatio(f.ratio)} (target ≥ 0.5: ${f.ratio >= 0.5 ? 'PASS' : 'MISS'})`, String(f.rabbitmq.lost), String(f.rabbitmq.orderViolations), f.rabbitmq.perWorker.at(-1)?.join(' / ') ?? ''],
+      ]),
+    );
+  }
   console.log(JSON.stringify(result));
 }
 

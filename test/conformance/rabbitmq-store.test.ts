@@ -11,6 +11,7 @@ import { dropPostgresSchema, openPostgresStore, type PostgresStore } from '../..
 import type { HeldReport, NewDeadLetter } from '../../src/brokers/rabbitmq/store/store.js';
 import type { CoordinateRequest } from '../../src/brokers/broker.js';
 import { ErrorCodes, isBotqueueError, type ErrorCode } from '../../src/core/errors.js';
+import { redactUrl } from '../../src/core/redact.js';
 
 const url = process.env.BOTQUEUE_STORE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const unreachable = await probe();
@@ -49,7 +50,7 @@ interface Env {
 function pgTest(name: string, body: (env: Env) => Promise<void>): void {
   test(name, async (t) => {
     if (unreachable !== undefined) {
-      const message = `PostgreSQL not reachable on ${url.replace(/:[^:@/]*@/, ':***@')}: ${unreachable}`;
+      const message = `PostgreSQL not reachable on ${redactUrl(url)}: ${unreachable}`;
       if (process.env.CI !== undefined && process.env.CI !== '') assert.fail(`${message} (CI is set, so this fails instead of skipping)`);
       console.warn(`\n!!! SKIPPED "${name}": ${message}. Start PostgreSQL or set BOTQUEUE_STORE_URL.\n`);
       t.skip(message);
@@ -135,11 +136,11 @@ pgTest('ensureTopic creates once, then checks the partition count; groups are cr
     ['B', 't'],
   );
 
-  assert.deepEqual(await store.ensureGroup('t', 'g'), { created: true });
-  assert.deepEqual(await store.ensureGroup('t', 'g'), { created: false });
+  assert.deepEqual(await store.ensureGroup('t', 'g'), { created: true, backfillPending: true });
+  assert.deepEqual(await store.ensureGroup('t', 'g'), { created: false, backfillPending: true });
   await store.ensureGroup('t', 'a');
   assert.deepEqual(await store.listGroups('t'), ['a', 'g']);
-  await rejects(store.ensureGroup('nope', 'g'), ErrorCodes.TOPIC_MISMATCH, /topic "nope" does not exist/);
+  await rejects(store.ensureGroup('nope', 'g'), ErrorCodes.TOPIC_NOT_FOUND, /topic "nope" does not exist/);
   await rejects(store.ensureTopic('z', { partitions: 0, dedupWindowMs: 1 }), ErrorCodes.INVALID_OPTION);
   await rejects(store.ensureTopic('z', { partitions: 1.5, dedupWindowMs: 1 }), ErrorCodes.INVALID_OPTION);
 });
@@ -165,7 +166,7 @@ pgTest('coordinate: acquire, release, fences, expiry, leaving, sorted members', 
   assert.deepEqual(b.members, ['b-worker']);
   assert.equal(b.partitions, 4);
   assert.equal(b.controlVersion, 0);
-  assert.deepEqual(await store.ensureGroup('t', 'g'), { created: false });
+  assert.deepEqual(await store.ensureGroup('t', 'g'), { created: false, backfillPending: true }, 'a group made by coordinate still waits for its backfill');
 
   // 'B' sorts before 'a' by code unit, after it in most collations.
   let a = await store.coordinate(request('a-worker', { acquire: [0, 1, 2] }), {});
@@ -210,7 +211,7 @@ pgTest('coordinate: acquire, release, fences, expiry, leaving, sorted members', 
 
 pgTest('coordinate: validation, unknown topic, order violations and the held report', async ({ open }) => {
   const store = await open();
-  await rejects(store.coordinate(request('m'), {}), ErrorCodes.TOPIC_MISMATCH, /topic "t" does not exist/);
+  await rejects(store.coordinate(request('m'), {}), ErrorCodes.TOPIC_NOT_FOUND, /topic "t" does not exist/);
   await store.ensureTopic('t', { partitions: 2, dedupWindowMs: 1_000 });
   await rejects(store.coordinate(request('m', { acquire: [2] }), {}), ErrorCodes.INVALID_OPTION, /partition 2 is outside 0-1/);
   await rejects(store.coordinate(request('m', { release: [-1] }), {}), ErrorCodes.INVALID_OPTION);
@@ -654,6 +655,45 @@ pgTest('withLock: holders in two stores on one schema never overlap; another nam
   );
   await assert.rejects(a.withLock('x', () => Promise.reject(new Error('boom'))), /boom/);
   assert.equal(await a.withLock('x', () => Promise.resolve(7)), 7, 'the lock was released after a failure');
+});
+
+pgTest('tryWithLock runs only when the lock is free, and frees it after', async ({ open }) => {
+  const a = await open();
+  const b = await open();
+  let release!: () => void;
+  const holding = a.withLock('unclaimed:t', () => new Promise<void>((resolve) => (release = resolve)));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.deepEqual(await b.tryWithLock('unclaimed:t', () => Promise.resolve(1)), { ran: false });
+  release();
+  await holding;
+  assert.deepEqual(await b.tryWithLock('unclaimed:t', () => Promise.resolve(2)), { ran: true, value: 2 });
+  assert.deepEqual(await a.tryWithLock('unclaimed:t', () => Promise.resolve(3)), { ran: true, value: 3 }, 'released after the work');
+});
+
+pgTest('backfill: a new group is pending until finished; copied ids are recorded once and forgotten at the end', async ({ open }) => {
+  const store = await open();
+  await store.ensureTopic('t', { partitions: 2, dedupWindowMs: 60_000 });
+  assert.equal((await store.ensureGroup('t', 'g')).backfillPending, true);
+  assert.equal(await store.backfillPending('t', 'g'), true);
+  await store.recordCopied('t', 'g', ['a', 'b']);
+  await store.recordCopied('t', 'g', ['b', 'c']);
+  assert.deepEqual([...(await store.copiedIds('t', 'g', ['a', 'c', 'd']))].sort(), ['a', 'c']);
+  assert.deepEqual([...(await store.copiedIds('t', 'other', ['a']))], [], 'per group');
+  await store.finishBackfill('t', 'g');
+  assert.equal(await store.backfillPending('t', 'g'), false);
+  assert.deepEqual(await store.ensureGroup('t', 'g'), { created: false, backfillPending: false });
+  assert.deepEqual([...(await store.copiedIds('t', 'g', ['a', 'b', 'c']))], []);
+});
+
+pgTest('reportHeld writes the held counts of the leases the member owns, and of no other', async ({ open }) => {
+  const store = await open();
+  await store.ensureTopic('t', { partitions: 2, dedupWindowMs: 60_000 });
+  await store.ensureGroup('t', 'g');
+  await store.coordinate(request('m', { acquire: [0] }), {});
+  await store.reportHeld('t', 'g', 'm', { 0: { count: 7, oldestPublishedAt: 1234 }, 1: { count: 9, oldestPublishedAt: 99 } });
+  const [snapshot] = await store.groupSnapshots('t');
+  assert.deepEqual(snapshot?.leases[0]?.held, { count: 7, oldestPublishedAt: 1234 });
+  assert.deepEqual(snapshot?.leases[1]?.held, { count: 0, oldestPublishedAt: 0 }, 'partition 1 is not m\'s');
 });
 
 pgTest('a closed store refuses calls; close is idempotent', async ({ open }) => {

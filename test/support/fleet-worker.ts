@@ -4,6 +4,7 @@
  * (the bot's own state) — then reports the message on stdout.
  *
  * Lines on stdout:
+ *   `connected <epochMs>`               once connected, before the worker starts (joins, creates the group)
  *   `ready <member>`                    once the worker joined its group
  *   `owned <p,p,...>`                   whenever its owned partitions change
  *   `h <key> <n> <startMs> <endMs>`     per handled message (times: epoch ms, µs precision)
@@ -49,6 +50,7 @@ const insert = db.prepare('INSERT INTO handled (key, n, pid) VALUES (?, ?, ?)');
 const now = (): number => performance.timeOrigin + performance.now();
 
 const bq = await connect(config.url);
+say(`connected ${now().toFixed(3)}`);
 const worker = bq.worker<{ n: number }>(
   config.topic,
   async (message) => {

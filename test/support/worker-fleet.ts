@@ -40,6 +40,8 @@ export interface FleetOptions {
   seed?: number;
   /** Give up after this long (ms since the workers were started). */
   timeoutMs?: number;
+  /** Subscribe the group before publishing (default); false: the workers' start creates it, after the backlog was published. */
+  declareGroupFirst?: boolean;
   /** Called every `probeEveryMs` while draining with the publisher's client and the handled count so far. */
   probe?: (bq: Botqueue, handledDistinct: number) => Promise<void>;
   probeEveryMs?: number;
@@ -58,6 +60,12 @@ export interface FleetResult {
   /** From the first handler start to the last new message handled. */
   elapsedMs: number;
   msgsPerSec: number;
+  /**
+   * From the first worker connected (before it joined or created the group) to the last new
+   * message handled: what a user waits for a backlog to drain, group set-up included, process
+   * start-up not.
+   */
+  drainMsgsPerSec: number;
   kills: number;
   /** Lines `error …` the workers wrote. */
   errors: string[];
@@ -102,7 +110,8 @@ export async function runFleet(options: FleetOptions): Promise<FleetResult> {
   const timers: NodeJS.Timeout[] = [];
   try {
     await bq.createTopic(topic, { partitions: options.partitions ?? 16 });
-    await bq.broker.ensureGroup(topic, group);
+    // Like a first deployment: publishers may run before any worker subscribed the group.
+    if (options.declareGroupFirst !== false) await bq.broker.ensureGroup(topic, group);
     for (let i = 0; i < options.messages; i += 500) {
       const batch: PublishInput<{ n: number }>[] = [];
       for (let n = i; n < Math.min(options.messages, i + 500); n++) batch.push({ key: `chat:${n % options.keys}`, payload: { n } });
@@ -116,6 +125,7 @@ export async function runFleet(options: FleetOptions): Promise<FleetResult> {
     const errors: string[] = [];
     const ownedLog: FleetResult['ownedLog'] = [];
     let firstStart = Number.POSITIVE_INFINITY;
+    let firstConnected = Number.POSITIVE_INFINITY;
     let lastNew = 0;
     let repeats = 0;
     let done!: () => void;
@@ -132,7 +142,9 @@ export async function runFleet(options: FleetOptions): Promise<FleetResult> {
         dbPath: join(dir, `worker-${slot}.db`),
         seed: Math.floor(random() * 2 ** 31),
       };
-      const proc = spawn(process.execPath, ['--import', 'tsx', SCRIPT, JSON.stringify(config)], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
+      // BOTQUEUE_FLEET_NODE_ARGS: extra node flags for the workers (e.g. --cpu-prof when profiling).
+      const extra = process.env.BOTQUEUE_FLEET_NODE_ARGS?.split(' ').filter((a) => a !== '') ?? [];
+      const proc = spawn(process.execPath, [...extra, '--import', 'tsx', SCRIPT, JSON.stringify(config)], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
       const child: Child = { slot, proc, alive: true, stderr: '' };
       proc.on('exit', () => (child.alive = false));
       proc.stderr.on("data", (chunk: Buffer) => { child.stderr = (child.stderr + chunk.toString()).slice(-4_000); if (process.env.FLEET_STDERR) process.stderr.write(chunk); });
@@ -151,6 +163,8 @@ export async function runFleet(options: FleetOptions): Promise<FleetResult> {
             if (endMs > lastNew) lastNew = endMs;
             if (firstEnd.size === options.messages) done();
           }
+        } else if (line.startsWith('connected ')) {
+          firstConnected = Math.min(firstConnected, Number(line.slice(10)));
         } else if (line.startsWith('owned ')) {
           const list = line.slice(6);
           ownedLog.push({ slot, at: Date.now(), partitions: list === '' ? [] : list.split(',').map(Number) });
@@ -184,7 +198,7 @@ export async function runFleet(options: FleetOptions): Promise<FleetResult> {
       const timer = setInterval(() => {
         if (probing) return;
         probing = true;
-        probe(bq, firstEnd.size).finally(() => (probing = false));
+        void probe(bq, firstEnd.size).finally(() => (probing = false));
       }, options.probeEveryMs ?? 500);
       timers.push(timer);
     }
@@ -233,6 +247,7 @@ export async function runFleet(options: FleetOptions): Promise<FleetResult> {
       perSlot,
       elapsedMs,
       msgsPerSec: firstEnd.size / (elapsedMs / 1_000),
+      drainMsgsPerSec: firstEnd.size / ((lastNew - firstConnected) / 1_000),
       kills,
       errors,
       timedOut,
@@ -246,8 +261,13 @@ export async function runFleet(options: FleetOptions): Promise<FleetResult> {
       children.filter((c) => c.alive).map(
         (c) =>
           new Promise<void>((resolve) => {
-            c.proc.once('exit', () => resolve());
-            c.proc.kill('SIGKILL');
+            // Gracefully first (the worker hands its partitions back), then for sure.
+            const force = setTimeout(() => c.proc.kill('SIGKILL'), 3_000);
+            c.proc.once('exit', () => {
+              clearTimeout(force);
+              resolve();
+            });
+            c.proc.kill('SIGTERM');
           }),
       ),
     );

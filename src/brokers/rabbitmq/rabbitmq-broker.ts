@@ -4,10 +4,9 @@
  * shared store (PostgreSQL): topics, leases, dedup records, effects, failed attempts, dead
  * letters. Ordering, retries and balancing stay in the worker, as for every backend.
  */
-import type { ConsumeMessage } from 'amqplib';
+import { EventEmitter } from 'node:events';
 import { BotqueueError, ErrorCodes } from '../../core/errors.js';
 import { checkName, type PreparedMessage, type PublishReceipt } from '../../core/envelope.js';
-import { validateOptions, type OptionSpec } from '../../core/options.js';
 import type {
   Broker,
   BrokerCapabilities,
@@ -29,16 +28,17 @@ import type {
 import { checkDeadLetterFilter } from '../dead-letter-filter.js';
 import { sumPartitions } from '../partition-stats.js';
 import { Watchers } from '../watchers.js';
+import { backfillGroup, type BackfillParts } from './backfill.js';
 import type { AmqpConnection } from './connection.js';
 import { DeadLetterDrain } from './dead-letter-drain.js';
-import { decodeMessage, encodeBody, toPrepared } from './message-codec.js';
+import { encodeBody, toPrepared } from './message-codec.js';
 import type { Names } from './names.js';
 import type { ResolvedRabbitmqOptions } from './options.js';
 import { ConfirmPublisher, type Outgoing } from './publisher.js';
 import { SeqClock } from './seq-clock.js';
 import type { CoordinationStore, DedupEntry, HeldReport, NewDeadLetter } from './store/store.js';
 import { PartitionSubscription } from './subscription.js';
-import { MARKER_HEADER, Topology } from './topology.js';
+import { Topology } from './topology.js';
 
 /** A reservation whose publish never confirmed (its publisher crashed) is taken over after this long. */
 const STALE_RESERVATION_MS = 30_000;
@@ -57,11 +57,8 @@ const DLQ_CHUNK = 500;
  * second (6,000 messages waiting, `backlog` read 1,739).
  */
 const HELD_REPORT_MS = 100;
-
-const TOPIC_SPEC: OptionSpec = {
-  partitions: { type: 'integer', min: 1, max: 65_536 },
-  dedupWindowMs: { type: 'number', min: 0 },
-};
+/** How often a process waiting for another's backfill of a group looks again. */
+const BACKFILL_POLL_MS = 250;
 
 interface Failure {
   index: number;
@@ -84,6 +81,8 @@ interface LocalLease {
 
 export class RabbitmqBroker implements Broker {
   readonly capabilities: BrokerCapabilities = { assignsSeq: true, multiProcess: true, durable: true };
+  /** What happens in the background: failures there are retried, and reported here. */
+  readonly events = new EventEmitter<{ 'background-error': [{ operation: string; error: Error }] }>();
 
   private readonly publisher: ConfirmPublisher;
   private readonly topology: Topology;
@@ -99,6 +98,8 @@ export class RabbitmqBroker implements Broker {
   private readonly watchers = new Watchers();
   private readonly leaseNames = new WeakMap<Lease, { queue: string; leaseKey: string }>();
   private readonly drains = new Map<string, DeadLetterDrain>();
+  /** Backfills of new groups this process runs or watches, by topic and group. */
+  private readonly backfills = new Map<string, Promise<void>>();
   private readonly housekeeping: NodeJS.Timeout;
   private readonly heldReporter: NodeJS.Timeout;
   /** Per queue, the held report last written (member, count, oldest), so unchanged ones are not written again. */
@@ -172,8 +173,8 @@ export class RabbitmqBroker implements Broker {
   async ensureTopic(topic: string, settings: TopicSettings): Promise<TopicInfo> {
     this.checkOpen();
     checkName('topic', topic);
-    const checked = validateOptions<TopicSettings>(`topic "${topic}"`, TOPIC_SPEC, settings, { partitions: 16, dedupWindowMs: 86_400_000 });
-    const info = await this.store.ensureTopic(topic, checked);
+    // The client checked the settings against core/limits.ts; the store checks what it needs.
+    const info = await this.store.ensureTopic(topic, settings);
     await this.topology.declareTopic(topic, info.dedupWindowMs);
     this.topics.set(topic, info);
     return info;
@@ -191,7 +192,7 @@ export class RabbitmqBroker implements Broker {
   private async topic(topic: string): Promise<TopicInfo> {
     const info = await this.getTopic(topic);
     if (info === undefined) {
-      throw new BotqueueError(ErrorCodes.TOPIC_MISMATCH, `topic "${topic}" does not exist; create it with ensureTopic first`, { details: { topic } });
+      throw new BotqueueError(ErrorCodes.TOPIC_NOT_FOUND, `topic "${topic}" does not exist; create it with ensureTopic first`, { details: { topic } });
     }
     return info;
   }
@@ -201,14 +202,27 @@ export class RabbitmqBroker implements Broker {
     checkName('group', group);
     const info = await this.topic(topic);
     await this.topology.declareTopic(topic, info.dedupWindowMs);
-    const { created } = await this.store.ensureGroup(topic, group);
-    if (created) {
-      // A new group first gets what was published while no group existed, then is bound, so
-      // those messages come before anything published from now on.
+    const { backfillPending } = await this.store.ensureGroup(topic, group);
+    if (backfillPending) {
+      // The group's queues exist, unbound, until they have their copy of the unclaimed backlog
+      // (bound earlier, newer messages would come before older copies); see backfill.ts.
       await this.topology.declareGroup(topic, group, info.partitions, false);
-      await this.copyUnclaimed(topic, group);
+      const waiting = await this.topology.readyCount(this.names.unclaimedQueue(topic)).catch(() => 1);
+      if (waiting === 0) {
+        // Nothing to copy (the group was declared before anything was published, as `botqueue
+        // start` does): bind now, so a publish right after this call reaches the group.
+        await this.store.withLock(`unclaimed:${topic}`, async () => {
+          if (await this.store.backfillPending(topic, group)) await backfillGroup(this.backfillParts(), topic, group, () => this.bindGroup(topic, group, info.partitions));
+        });
+        await this.bindGroup(topic, group, info.partitions);
+      } else {
+        // A backlog: workers consume the copies as they arrive, so the copy runs in the
+        // background; publishes meanwhile go to the unclaimed queue and are copied after it.
+        this.startBackfill(topic, group, info.partitions);
+      }
+    } else {
+      await this.bindGroup(topic, group, info.partitions);
     }
-    await this.topology.declareGroup(topic, group, info.partitions, true);
     if (!this.drains.has(topic)) {
       const drain = new DeadLetterDrain(this.connection, this.store, this.names, topic, this.options.deliveryLimit);
       this.drains.set(topic, drain);
@@ -216,19 +230,51 @@ export class RabbitmqBroker implements Broker {
     }
   }
 
-  private async copyUnclaimed(topic: string, group: string): Promise<void> {
-    const copy = (exchange: string, routingKey: string, message: ConsumeMessage): Promise<void> =>
-      this.publisher.publishAll([{ exchange, routingKey, content: message.content, properties: { ...message.properties, persistent: true } }]);
-    // One copier per topic at a time, in every process: each must see the whole queue once.
-    await this.store.withLock(`unclaimed:${topic}`, () => this.topology.rotateQueue(this.names.unclaimedQueue(topic), {
-      markEnd: (marker) =>
-        this.publisher.publishAll([{ exchange: this.names.unclaimedExchange(topic), routingKey: '', content: Buffer.alloc(0), properties: { persistent: true, headers: { [MARKER_HEADER]: marker } } }]),
-      each: async (message) => {
-        const decoded = decodeMessage(message.properties, message.content);
-        if (decoded !== undefined) await copy('', this.names.partitionQueue(topic, group, decoded.partition), message);
-      },
-      putBack: (message) => copy(this.names.unclaimedExchange(topic), '', message),
-    }));
+  /**
+   * Until the group's backfill is done (by this process or another): one process at a time
+   * copies (the topic's unclaimed lock); the others look again every BACKFILL_POLL_MS and take
+   * over when the copier died (its lock went with its store connection).
+   */
+  private startBackfill(topic: string, group: string, partitions: number): void {
+    const id = `${topic}\u0000${group}`;
+    if (this.backfills.has(id)) return;
+    const parts = this.backfillParts();
+    const bind = (): Promise<void> => this.bindGroup(topic, group, partitions);
+    const run = async (): Promise<void> => {
+      for (let delay = BACKFILL_POLL_MS; !this.closed; delay = Math.min(5_000, delay * 2)) {
+        try {
+          const attempt = await this.store.tryWithLock(`unclaimed:${topic}`, async () => {
+            if (await this.store.backfillPending(topic, group)) await backfillGroup(parts, topic, group, bind);
+          });
+          if (attempt.ran || !(await this.store.backfillPending(topic, group))) {
+            await bind();
+            return;
+          }
+          delay = BACKFILL_POLL_MS; // someone is copying: keep looking often
+        } catch (error) {
+          if (this.closed) return;
+          this.reportBackground(`backfill group "${group}" of topic "${topic}"`, error);
+        }
+        await new Promise((resolve) => setTimeout(resolve, delay).unref());
+      }
+    };
+    const task = run().finally(() => this.backfills.delete(id));
+    this.backfills.set(id, task);
+  }
+
+  private backfillParts(): BackfillParts {
+    return { connection: this.connection, publisher: this.publisher, store: this.store, names: this.names, readyCount: (queue: string) => this.topology.readyCount(queue) };
+  }
+
+  /** Binds the group's partition queues to the topic's exchange: from now on publishes reach them. */
+  private bindGroup(topic: string, group: string, partitions: number): Promise<void> {
+    return this.topology.declareGroup(topic, group, partitions, true);
+  }
+
+  /** Work nobody awaits failed (it is tried again): an event, never silence. */
+  private reportBackground(operation: string, error: unknown): void {
+    const reported = error instanceof Error ? error : new Error(String(error));
+    if (this.events.listenerCount('background-error') > 0) this.events.emit('background-error', { operation, error: reported });
   }
 
   // ---------------------------------------------------------------- publishing
@@ -360,12 +406,6 @@ export class RabbitmqBroker implements Broker {
     this.checkOpen();
     const info = await this.topic(request.topic);
     const { topic, group, member } = request;
-    const held: Record<number, HeldReport> = {};
-    for (let p = 0; p < info.partitions; p++) {
-      if (this.leases.get(this.leaseKey(topic, group, p))?.member !== member) continue;
-      const sub = this.subscriptions.get(this.names.partitionQueue(topic, group, p));
-      if (sub !== undefined) held[p] = { count: sub.size, oldestPublishedAt: sub.oldestPublishedAt };
-    }
     // Released partitions are closed first: their held messages go back to ready (counted by
     // stats) before the store forgets what this member held, and the standby can start.
     await Promise.all(
@@ -375,10 +415,15 @@ export class RabbitmqBroker implements Broker {
         const sub = this.subscriptions.get(queue);
         if (sub === undefined) return;
         this.subscriptions.delete(queue);
-        delete held[p];
         await sub.close();
       }),
     );
+    const held: Record<number, HeldReport> = {};
+    for (let p = 0; p < info.partitions; p++) {
+      if (this.leases.get(this.leaseKey(topic, group, p))?.member !== member) continue;
+      const sub = this.subscriptions.get(this.names.partitionQueue(topic, group, p));
+      if (sub !== undefined) held[p] = { count: sub.size, oldestPublishedAt: sub.oldestPublishedAt };
+    }
     const result = await this.store.coordinate(request, held);
     // The store's held columns were just written, or zeroed on release: the next report writes them all again.
     for (let p = 0; p < result.partitions; p++) this.heldReported.delete(this.names.partitionQueue(topic, group, p));
@@ -681,9 +726,12 @@ export class RabbitmqBroker implements Broker {
     this.watchers.clear();
     await Promise.all([...this.subscriptions.values()].map((sub) => sub.close()));
     await Promise.all([...this.drains.values()].map((drain) => drain.stop()));
+    // A backfill under way stops when its channel closes with the connection below; its lock goes with the store.
+    const backfills = [...this.backfills.values()];
     this.subscriptions.clear();
     await this.topology.close();
     await Promise.all([this.connection.close(), this.publishConnection.close()]);
+    await Promise.all(backfills.map((task) => task.catch(() => undefined)));
     await this.store.close();
   }
 

@@ -8,8 +8,7 @@
  * Declarations are idempotent; a mismatch (a queue declared earlier with other arguments)
  * closes the declaring channel, which is re-made for the next call.
  */
-import { randomUUID } from 'node:crypto';
-import type { Channel, ConsumeMessage } from 'amqplib';
+import type { Channel } from 'amqplib';
 import { BotqueueError, ErrorCodes } from '../../core/errors.js';
 import { closeChannel, type AmqpConnection } from './connection.js';
 import type { Names } from './names.js';
@@ -119,65 +118,6 @@ export class Topology {
       await channel.deleteExchange(n.unclaimedExchange(topic));
       await channel.deleteExchange(n.deadLetterExchange(topic));
     });
-  }
-
-  /**
-   * Reads every message in `queue` once. The caller holds a lock every process sees (quorum
-   * queues do not enforce exclusive consumers). Having the queue to itself, it appends a marker
-   * (`markEnd`) and goes until the marker comes back: each message before it is given to
-   * `each`, put back at the tail (`putBack`, so the next new group gets it too) and acked.
-   * Markers left by a copier that crashed are dropped.
-   */
-  async rotateQueue(queue: string, steps: { markEnd(marker: string): Promise<void>; each(message: ConsumeMessage): Promise<void>; putBack(message: ConsumeMessage): Promise<void> }): Promise<number> {
-    {
-      const channel = await this.connection.channel();
-      const marker = randomUUID();
-      let copied = 0;
-      try {
-        await channel.prefetch(500);
-        // The marker goes in before anything is read, so no put-back can land ahead of it.
-        await steps.markEnd(marker);
-        await new Promise<void>((resolve, reject) => {
-          let chain: Promise<void> = Promise.resolve();
-          let finished = false;
-          channel.on('close', () => {
-            if (!finished) reject(new Error(`channel closed while copying ${queue}`));
-          });
-          const handle = async (message: ConsumeMessage): Promise<void> => {
-            if (finished) return;
-            const found: unknown = message.properties.headers?.[MARKER_HEADER];
-            if (found !== undefined) {
-              channel.ack(message);
-              if (found === marker) {
-                finished = true;
-                resolve();
-              }
-              return;
-            }
-            await steps.each(message);
-            await steps.putBack(message);
-            channel.ack(message);
-            copied++;
-          };
-          channel
-            .consume(
-              queue,
-              (message) => {
-                if (message === null) return;
-                // One after another: the copies keep the queue's order.
-                chain = chain.then(() => handle(message)).catch((error: unknown) => reject(error instanceof Error ? error : new Error(String(error))));
-              },
-              { noAck: false },
-            )
-            .catch(reject);
-        });
-        await closeChannel(channel);
-        return copied;
-      } catch (error) {
-        await closeChannel(channel);
-        throw error;
-      }
-    }
   }
 
   async close(): Promise<void> {

@@ -115,5 +115,15 @@ export function schemaStatements(s: string): string[] {
      )`,
     `CREATE INDEX IF NOT EXISTS dead_letters_topic_grp ON ${s}.dead_letters (topic, grp, dlq_id)`,
     `CREATE INDEX IF NOT EXISTS dead_letters_key ON ${s}.dead_letters (key) WHERE key IS NOT NULL`,
+    // A group created while messages waited unclaimed is "backfilling" until it has a copy of
+    // each; `backfill_copied` names the ids copied so far, so a copier that died is carried on
+    // without copying twice (src/brokers/rabbitmq/backfill.ts). Groups of earlier versions: false.
+    `ALTER TABLE ${s}.groups ADD COLUMN IF NOT EXISTS backfill_pending BOOLEAN NOT NULL DEFAULT false`,
+    `CREATE TABLE IF NOT EXISTS ${s}.backfill_copied (
+       topic TEXT NOT NULL,
+       grp TEXT NOT NULL,
+       id TEXT NOT NULL,
+       PRIMARY KEY (topic, grp, id)
+     )`,
   ];
 }

@@ -8,6 +8,7 @@
 import type * as Pg from 'pg';
 import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { BotqueueError, ErrorCodes, type ErrorInfo } from '../../../core/errors.js';
+import { redactUrl } from '../../../core/redact.js';
 import type { CoordinateRequest, CoordinateResult, DeadLetter, DeadLetterFilter, DeadLetterListOptions, TopicInfo, TopicSettings } from '../../broker.js';
 import { quoteSchema, schemaStatements } from './postgres-schema.js';
 import type {
@@ -145,7 +146,7 @@ const DEAD_LETTER_COLUMNS =
 export class PostgresStore implements CoordinationStore {
   private closed = false;
   /** Table names qualified with the quoted schema. */
-  private readonly t: Record<'topics' | 'groups' | 'members' | 'leases' | 'dedup' | 'effects' | 'states' | 'deadLetters', string>;
+  private readonly t: Record<'topics' | 'groups' | 'members' | 'leases' | 'dedup' | 'effects' | 'states' | 'deadLetters' | 'backfillCopied', string>;
   private readonly schemaStatements: string[];
 
   constructor(
@@ -163,6 +164,7 @@ export class PostgresStore implements CoordinationStore {
       effects: q('effects'),
       states: q('message_states'),
       deadLetters: q('dead_letters'),
+      backfillCopied: q('backfill_copied'),
     };
     this.schemaStatements = schemaStatements(quotedSchema);
   }
@@ -192,6 +194,34 @@ export class PostgresStore implements CoordinationStore {
       return await work();
     } finally {
       // A session lock: released explicitly, or by PostgreSQL if this connection dies.
+      await client.query('SELECT pg_advisory_unlock(hashtext($1))', [key]).catch(() => undefined);
+      client.release();
+    }
+  }
+
+  async tryWithLock<T>(name: string, work: () => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }> {
+    this.checkOpen();
+    const key = `${this.t.topics}:${name}`;
+    let client: PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (error) {
+      throw toStoreError(error, `take the lock "${name}"`);
+    }
+    let locked: boolean;
+    try {
+      locked = (await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS locked', [key])).rows[0]?.locked === true;
+    } catch (error) {
+      client.release();
+      throw toStoreError(error, `take the lock "${name}"`);
+    }
+    if (!locked) {
+      client.release();
+      return { ran: false };
+    }
+    try {
+      return { ran: true, value: await work() };
+    } finally {
       await client.query('SELECT pg_advisory_unlock(hashtext($1))', [key]).catch(() => undefined);
       client.release();
     }
@@ -238,10 +268,41 @@ export class PostgresStore implements CoordinationStore {
     return rows.map(topicInfo).sort((a, b) => compare(a.name, b.name));
   }
 
-  async ensureGroup(topic: string, group: string): Promise<{ created: boolean }> {
+  async ensureGroup(topic: string, group: string): Promise<{ created: boolean; backfillPending: boolean }> {
     return this.transaction(`subscribe group "${group}" to topic "${topic}"`, async (db) => {
       const partitions = await this.requireTopic(db, topic);
-      return { created: await this.createGroup(db, topic, group, partitions) };
+      const created = await this.createGroup(db, topic, group, partitions);
+      return { created, backfillPending: created || (await this.backfillPendingIn(db, topic, group)) };
+    });
+  }
+
+  async backfillPending(topic: string, group: string): Promise<boolean> {
+    return this.backfillPendingIn(this.pool, topic, group);
+  }
+
+  private async backfillPendingIn(db: Queryable, topic: string, group: string): Promise<boolean> {
+    const rows = await this.rows<{ pending: boolean }>(`read group "${group}" of topic "${topic}"`, db, `SELECT backfill_pending AS pending FROM ${this.t.groups} WHERE topic = $1 AND name = $2`, [topic, group]);
+    return rows[0]?.pending === true;
+  }
+
+  async copiedIds(topic: string, group: string, ids: string[]): Promise<Set<string>> {
+    const rows = await this.rows<{ id: string }>(`read the backfill of group "${group}"`, this.pool, `SELECT id FROM ${this.t.backfillCopied} WHERE topic = $1 AND grp = $2 AND id = ANY($3::text[])`, [topic, group, ids]);
+    return new Set(rows.map((r) => r.id));
+  }
+
+  async recordCopied(topic: string, group: string, ids: string[]): Promise<void> {
+    await this.rows(
+      `record the backfill of group "${group}"`,
+      this.pool,
+      `INSERT INTO ${this.t.backfillCopied} (topic, grp, id) SELECT $1, $2, unnest($3::text[]) ON CONFLICT DO NOTHING`,
+      [topic, group, ids],
+    );
+  }
+
+  async finishBackfill(topic: string, group: string): Promise<void> {
+    await this.transaction(`finish the backfill of group "${group}"`, async (db) => {
+      await db.query(`UPDATE ${this.t.groups} SET backfill_pending = false WHERE topic = $1 AND name = $2`, [topic, group]);
+      await db.query(`DELETE FROM ${this.t.backfillCopied} WHERE topic = $1 AND grp = $2`, [topic, group]);
     });
   }
 
@@ -363,7 +424,8 @@ export class PostgresStore implements CoordinationStore {
   /** Inserts the group with a free lease row per partition; false when it already existed. */
   private async createGroup(db: Queryable, topic: string, group: string, partitions: number): Promise<boolean> {
     const inserted = await db.query(
-      `INSERT INTO ${this.t.groups} (topic, name, created_at) VALUES ($1, $2, ${clockSql(3)}) ON CONFLICT (topic, name) DO NOTHING RETURNING name`,
+      // A new group waits for its copy of what was published while the topic had no group.
+      `INSERT INTO ${this.t.groups} (topic, name, created_at, backfill_pending) VALUES ($1, $2, ${clockSql(3)}, true) ON CONFLICT (topic, name) DO NOTHING RETURNING name`,
       [topic, group, this.clock()],
     );
     if (inserted.rows.length === 0) return false;
@@ -734,7 +796,7 @@ export class PostgresStore implements CoordinationStore {
     return rows[0];
   }
 
-  /** The topic's partition count; BOTQUEUE_TOPIC_MISMATCH when it was never created. */
+  /** The topic's partition count; BOTQUEUE_TOPIC_NOT_FOUND when it was never created. */
   private async requireTopic(db: Queryable, name: string): Promise<number> {
     const row = await this.topicRow(db, name, `read topic "${name}"`);
     if (row === undefined) throw unknownTopic(name);
@@ -910,7 +972,7 @@ function checkPartitions(request: CoordinateRequest, partitions: number, where: 
 }
 
 function unknownTopic(topic: string): BotqueueError {
-  return new BotqueueError(ErrorCodes.TOPIC_MISMATCH, `topic "${topic}" does not exist; create it with ensureTopic first`, { details: { topic } });
+  return new BotqueueError(ErrorCodes.TOPIC_NOT_FOUND, `topic "${topic}" does not exist; create it with ensureTopic first`, { details: { topic } });
 }
 
 // ---- Errors ------------------------------------------------------------------------------
@@ -958,15 +1020,4 @@ function toStoreError(error: unknown, what: string): Error {
   }
   const retriable = isConflict(error) || (code !== undefined && code.startsWith('53'));
   return new BotqueueError(ErrorCodes.BROKER_UNAVAILABLE, `PostgreSQL store could not ${what}: ${text}${suffix}`, { retriable, cause: error, details });
-}
-
-/** The URL without its password, for error messages. */
-function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password !== '') parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return 'the configured URL';
-  }
 }

@@ -16,7 +16,7 @@
  * `now` when a test gives one, otherwise the database server's clock, so that hosts compare
  * times through one clock (DESIGN §5).
  */
-import type { ErrorInfo } from '../../../core/errors.js';
+import { ErrorCodes, type ErrorInfo } from '../../../core/errors.js';
 import type { CoordinateRequest, CoordinateResult, DeadLetter, DeadLetterFilter, DeadLetterListOptions, TopicInfo, TopicSettings } from '../../broker.js';
 
 /** What the owner of a partition holds unacked in memory, reported at each heartbeat for stats. */
@@ -95,8 +95,20 @@ export interface CoordinationStore {
   ensureTopic(name: string, settings: TopicSettings): Promise<TopicInfo>;
   getTopic(name: string): Promise<TopicInfo | undefined>;
   listTopics(): Promise<TopicInfo[]>;
-  /** Subscribes a group (idempotent). `created` is true for exactly one caller, the one that created it. */
-  ensureGroup(topic: string, group: string): Promise<{ created: boolean }>;
+  /**
+   * Subscribes a group (idempotent). `created` is true for exactly one caller, the one that
+   * created it; `backfillPending` while the group has not yet been given its copy of the
+   * unclaimed backlog (set at creation, cleared by `finishBackfill`).
+   */
+  ensureGroup(topic: string, group: string): Promise<{ created: boolean; backfillPending: boolean }>;
+  /** Whether the group still waits for its copy of the unclaimed backlog. */
+  backfillPending(topic: string, group: string): Promise<boolean>;
+  /** Of these ids, the ones already copied to the group by a backfill. */
+  copiedIds(topic: string, group: string, ids: string[]): Promise<Set<string>>;
+  /** Records ids copied to the group (after RabbitMQ confirmed the copies). */
+  recordCopied(topic: string, group: string, ids: string[]): Promise<void>;
+  /** The group has its copy of everything: clears the flag and forgets the copied ids. */
+  finishBackfill(topic: string, group: string): Promise<void>;
   listGroups(topic: string): Promise<string[]>;
 
   /**
@@ -159,6 +171,8 @@ export interface CoordinationStore {
    * (one holder at a time; released when work ends or the holder's connection dies).
    */
   withLock<T>(name: string, work: () => Promise<T>): Promise<T>;
+  /** `withLock` when the lock is free now; `ran: false` at once when another holder has it. */
+  tryWithLock<T>(name: string, work: () => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }>;
 
   /** Deletes expired dedup records, effects and message states. */
   housekeeping(): Promise<void>;
@@ -170,6 +184,6 @@ export interface CoordinationStore {
 export function deliveryLimitError(limit: number): ErrorInfo {
   return {
     message: `RabbitMQ dead-lettered the message after ${limit} deliveries (x-delivery-limit): the worker crashed or lost its channel that often while holding it`,
-    code: 'BOTQUEUE_DELIVERY_LIMIT',
+    code: ErrorCodes.DELIVERY_LIMIT,
   };
 }
