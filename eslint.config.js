@@ -3,11 +3,29 @@ import js from '@eslint/js';
 import { defineConfig } from 'eslint/config';
 import tseslint from 'typescript-eslint';
 
-/** Import boundaries: core imports no backend, worker or API; no backend imports another. */
+/**
+ * Import boundaries: core imports no backend, worker or API; no backend imports another; the
+ * shared stores import no backend; the worker, service and CLI reach backends only through the
+ * client (src/client.ts).
+ */
 const backends = ['memory', 'sqlite', 'rabbitmq'];
+/** Every backend folder, however deep the importing file is. */
+const backendFolders = backends.map((name) => `**/brokers/${name}/**`);
+/**
+ * A gitignore-style import pattern of no-restricted-imports as a regular expression source
+ * (`**` any folders, `*` within a name; a bare name also matches its subpaths), for `import()`.
+ * @param {string} glob
+ */
+const globToRegExp = (glob) =>
+  `^${glob
+    .split(/(\*\*\/|\/\*\*|\*)/)
+    .map((part) => ({ '**/': '(.*/)?', '/**': '(/.*)?', '*': '[^/]*' })[part] ?? part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+    .join('')}${glob.endsWith('**') ? '' : '(/.*)?'}$`.replaceAll('/', '\\/');
 /** @param {string[]} patterns @param {string} message */
 const boundary = (patterns, message) => ({
   'no-restricted-imports': ['error', { patterns: patterns.map((group) => ({ group: [group], message })) }],
+  // no-restricted-imports sees static imports only; a lazy import('...') is held to the same patterns.
+  'no-restricted-syntax': ['error', { selector: `ImportExpression[source.value=/${patterns.map(globToRegExp).join('|')}/]`, message }],
 });
 
 export default defineConfig(
@@ -42,6 +60,27 @@ export default defineConfig(
       `a backend depends on src/core and src/brokers/broker.ts only, never on another backend or the worker`,
     ),
   })),
+  {
+    files: ['src/stores/**/*.ts'],
+    rules: boundary(
+      [...backendFolders, 'amqplib', 'better-sqlite3', '**/worker/**', '**/client*', '../../index.js'],
+      'src/stores is the coordination store a backend composes: it imports src/core and src/brokers/broker.ts only, never a backend (memory, sqlite, rabbitmq), its driver, the worker or the public API',
+    ),
+  },
+  {
+    files: ['src/worker/**/*.ts'],
+    rules: boundary(
+      [...backendFolders, '**/stores/**', 'amqplib', 'better-sqlite3'],
+      'src/worker runs handlers on the Broker port (src/brokers/broker.ts): it imports no backend, store or driver; the client chooses the backend',
+    ),
+  },
+  {
+    files: ['src/service/**/*.ts', 'src/cli/**/*.ts'],
+    rules: boundary(
+      [...backendFolders, '**/stores/**'],
+      'src/service and src/cli talk to the client (src/client.ts) and the public API, never to a backend folder or the store: ask the client (e.g. describeUrl) for what a backend knows',
+    ),
+  },
   {
     files: ['bin/*.js'],
     languageOptions: { globals: { process: 'readonly' } },

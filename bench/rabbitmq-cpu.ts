@@ -15,7 +15,7 @@
  * Flags: --runs=3 --messages=50000. Medians; the last line of stdout is the result as JSON.
  */
 import { connect, type Botqueue } from '../src/index.js';
-import { dropPostgresSchema } from '../src/brokers/rabbitmq/store/postgres-store.js';
+import { dropPostgresSchema } from '../src/stores/postgres/index.js';
 import { Names } from '../src/brokers/rabbitmq/names.js';
 import { RabbitmqBroker } from '../src/brokers/rabbitmq/rabbitmq-broker.js';
 import { brokerCpuMicros, fmtInt, median, progress, table } from './lib.js';

@@ -25,7 +25,7 @@
  * (default postgres://postgres@127.0.0.1:5432/test). The last line of stdout is the result as JSON.
  */
 import { connect, type Botqueue } from '../src/index.js';
-import { dropPostgresSchema } from '../src/brokers/rabbitmq/store/postgres-store.js';
+import { dropPostgresSchema } from '../src/stores/postgres/index.js';
 import { Names } from '../src/brokers/rabbitmq/names.js';
 import { RabbitmqBroker } from '../src/brokers/rabbitmq/rabbitmq-broker.js';
 import { brokerCpuMicros, fmtInt, fmtRatio, median, progress, table } from './lib.js';

@@ -10,13 +10,78 @@ import type { WorkerOptions } from './worker/options.js';
 /** Default URL when none is given: the embedded SQLite backend, zero set-up. */
 export const DEFAULT_URL = 'sqlite:./data/botqueue.db';
 
-/** Backends by URL scheme. Loaded lazily, so a backend's driver is needed only by its users. */
-const backends: Record<string, () => Promise<{ open(url: string): Promise<Broker> }>> = {
-  'sqlite:': () => import('./brokers/sqlite/index.js'),
-  'memory:': () => import('./brokers/memory/index.js'),
-  'amqp:': () => import('./brokers/rabbitmq/index.js'),
-  'amqps:': () => import('./brokers/rabbitmq/index.js'),
+export type BackendName = 'sqlite' | 'memory' | 'rabbitmq';
+
+/**
+ * What a botqueue URL names, read the way connect() reads it but without opening anything (for
+ * tools such as `botqueue doctor`, which must not reach into a backend's folder themselves).
+ */
+export interface UrlDescription {
+  /** The backend the scheme names; undefined when no backend has that scheme. */
+  backend: BackendName | undefined;
+  /** The URL's scheme, lower-case with its colon (`amqp:`); undefined when it has none. */
+  scheme: string | undefined;
+  /** The URL to show: passwords hidden; for RabbitMQ the store is taken out of the query (see `store`). */
+  url: string;
+  /** What connect(url) would throw reading the URL (unsupported scheme, invalid option, no store); undefined when it reads. */
+  error?: BotqueueError;
+  /** SQLite: the database file as written (a relative one is relative to the working directory), or `:memory:`. */
+  path?: string;
+  /** RabbitMQ: the namespace of its exchanges, queues and store schema. */
+  namespace?: string;
+  /** RabbitMQ: the shared store's URL (passwords hidden) and where it came from (`?store=` or BOTQUEUE_STORE_URL). */
+  store?: { url: string; from: 'url' | 'env' };
+}
+
+interface Backend {
+  name: BackendName;
+  /** The backend itself (with its driver). */
+  load(): Promise<{ open(url: string): Promise<Broker> }>;
+  /** What the URL says, read by the backend's own URL parser (loaded without the backend's driver); throws what connect would. */
+  describe(url: string, env: NodeJS.ProcessEnv): Promise<Partial<UrlDescription>>;
+}
+
+const rabbitmq: Backend = {
+  name: 'rabbitmq',
+  load: () => import('./brokers/rabbitmq/index.js'),
+  describe: async (url, env) => {
+    const { parseRabbitmqUrl } = await import('./brokers/rabbitmq/options.js');
+    const { options } = parseRabbitmqUrl(url, {}, env);
+    const from = new URL(url).searchParams.has('store') ? 'url' : 'env';
+    return { namespace: options.namespace, store: { url: redactUrl(options.storeUrl), from } };
+  },
 };
+
+/** Backends by URL scheme. Loaded lazily, so a backend's driver is needed only by its users. */
+const backends: Record<string, Backend> = {
+  'sqlite:': {
+    name: 'sqlite',
+    load: () => import('./brokers/sqlite/index.js'),
+    describe: async (url) => ({ path: (await import('./brokers/sqlite/options.js')).parseSqliteUrl(url).path }),
+  },
+  'memory:': {
+    name: 'memory',
+    load: () => import('./brokers/memory/index.js'),
+    describe: async (url) => {
+      (await import('./brokers/memory/url.js')).parseMemoryUrl(url);
+      return {};
+    },
+  },
+  'amqp:': rabbitmq,
+  'amqps:': rabbitmq,
+};
+
+function schemeOf(url: string): string | undefined {
+  return /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0].toLowerCase();
+}
+
+function unsupportedUrl(url: string): BotqueueError {
+  return new BotqueueError(
+    ErrorCodes.UNSUPPORTED_URL,
+    `unsupported botqueue URL "${redactUrl(url)}": supported schemes are ${Object.keys(backends).join(', ')} (e.g. sqlite:./data/botqueue.db, memory: or amqp://guest:guest@127.0.0.1:5672)`,
+    { details: { supported: Object.keys(backends) } },
+  );
+}
 
 export interface ConnectOptions {
   /** Largest accepted message (payload JSON plus headers), in bytes. Default 256 KiB. */
@@ -49,17 +114,45 @@ export async function connect(url: string = DEFAULT_URL, options?: Partial<Conne
     defaultDedupWindowMs: DEFAULT_DEDUP_WINDOW_MS,
   });
   if (typeof url !== 'string') throw new BotqueueError(ErrorCodes.UNSUPPORTED_URL, `connect() needs a URL string, got ${typeof url}`);
-  const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0].toLowerCase();
-  const load = scheme === undefined ? undefined : backends[scheme];
-  if (load === undefined) {
-    throw new BotqueueError(
-      ErrorCodes.UNSUPPORTED_URL,
-      `unsupported botqueue URL "${redactUrl(url)}": supported schemes are ${Object.keys(backends).join(', ')} (e.g. sqlite:./data/botqueue.db, memory: or amqp://guest:guest@127.0.0.1:5672)`,
-      { details: { supported: Object.keys(backends) } },
-    );
+  const scheme = schemeOf(url);
+  const backend = scheme === undefined ? undefined : backends[scheme];
+  if (backend === undefined) throw unsupportedUrl(url);
+  const opened = await backend.load();
+  return new Botqueue(await opened.open(url), resolved);
+}
+
+/**
+ * Reads a URL as connect() would, opening nothing and loading no driver: which backend it
+ * names, how to show it, and what the backend reads from it, or the error connect() would
+ * throw reading it (returned in `error`, not thrown). `env` supplies BOTQUEUE_STORE_URL.
+ *
+ * @example
+ * await describeUrl('amqp://bot:pw@rabbit:5672?store=postgres://u:pw@db/app');
+ * // → { backend: 'rabbitmq', scheme: 'amqp:', url: 'amqp://bot:***@rabbit:5672', namespace: 'botqueue',
+ * //     store: { url: 'postgres://u:***@db/app', from: 'url' } }
+ */
+export async function describeUrl(url: string, env: NodeJS.ProcessEnv = process.env): Promise<UrlDescription> {
+  const scheme = schemeOf(url);
+  const backend = scheme === undefined ? undefined : backends[scheme];
+  const description: UrlDescription = { backend: backend?.name, scheme, url: backend?.name === 'rabbitmq' ? withoutStore(redactUrl(url)) : redactUrl(url) };
+  if (backend === undefined) return { ...description, error: unsupportedUrl(url) };
+  try {
+    return { ...description, ...(await backend.describe(url, env)) };
+  } catch (error) {
+    if (error instanceof BotqueueError) return { ...description, error };
+    throw error;
   }
-  const backend = await load();
-  return new Botqueue(await backend.open(url), resolved);
+}
+
+/** A RabbitMQ URL without its `store` parameter (shown on its own). */
+function withoutStore(url: string): string {
+  const at = url.indexOf('?');
+  if (at < 0) return url;
+  const params = url
+    .slice(at + 1)
+    .split('&')
+    .filter((part) => part !== '' && !/^store(=|$)/.test(part));
+  return params.length === 0 ? url.slice(0, at) : `${url.slice(0, at)}?${params.join('&')}`;
 }
 
 /** Dead-letter operations: inspect, redrive (send back to the topic and key) and purge. */

@@ -8,11 +8,9 @@ import { constants, accessSync, existsSync, readFileSync, statSync, unlinkSync, 
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
-import { parseRabbitmqUrl } from '../brokers/rabbitmq/options.js';
-import { parseSqliteUrl } from '../brokers/sqlite/options.js';
-import { connect, DEFAULT_URL } from '../client.js';
+import { connect, DEFAULT_URL, describeUrl, type UrlDescription } from '../client.js';
 import { BotqueueError, ErrorCodes } from '../core/errors.js';
-import { redactSecrets, redactUrl } from '../core/redact.js';
+import { redactSecrets } from '../core/redact.js';
 import { GLOBAL_FLAGS_HELP, loadSettings, type Command, type CommandContext, type Flags } from './context.js';
 import { CliError, formatError, oneLine } from './errors.js';
 import { plural } from './output.js';
@@ -79,9 +77,11 @@ async function run(ctx: CommandContext, flags: Flags): Promise<number> {
   } catch (error) {
     checks.push(fail('config', message(error), error instanceof CliError ? error.hint : 'fix the config file'));
   }
-  const amqp = isAmqpUrl(url);
+  // The client reads the URL (each backend's own parser); the CLI never reaches into a backend.
+  const described = await describeUrl(url, ctx.io.env);
+  const amqp = described.backend === 'rabbitmq';
   checks.push(amqp ? checkAmqpDrivers() : checkDriver());
-  const urlCheck: UrlCheck = amqp ? checkAmqpUrl(url, ctx.io.env) : checkUrl(url, ctx.io.cwd);
+  const urlCheck: UrlCheck = amqp ? checkAmqpUrl(described) : checkUrl(described, ctx.io.cwd);
   checks.push(urlCheck.check);
   const dataDir = urlCheck.dataDir === undefined ? skip('data-dir', 'not a file-based backend') : checkDataDir(urlCheck.dataDir, urlCheck.file!);
   checks.push(dataDir);
@@ -135,10 +135,6 @@ function checkDriver(): Check {
   }
 }
 
-function isAmqpUrl(url: string): boolean {
-  return /^amqps?:/i.test(url);
-}
-
 /**
  * The version of an installed package, read from its package.json found by walking up from its
  * resolved entry point (amqplib does not export ./package.json, so require() cannot load it).
@@ -176,54 +172,40 @@ function checkAmqpDrivers(): Check {
   return ok('driver', `${loaded.join(' and ')} load`);
 }
 
-/** The URL to show: passwords hidden, the store taken out of the query (it is shown on its own). */
-function shownAmqpUrl(url: string): string {
-  const masked = redactUrl(url);
-  const at = masked.indexOf('?');
-  if (at < 0) return masked;
-  const params = masked
-    .slice(at + 1)
-    .split('&')
-    .filter((part) => part !== '' && !/^store(=|$)/.test(part));
-  return params.length === 0 ? masked.slice(0, at) : `${masked.slice(0, at)}?${params.join('&')}`;
+function checkAmqpUrl(url: UrlDescription): UrlCheck {
+  const shown = url.url;
+  const { error, store } = url;
+  if (error === undefined && store !== undefined) {
+    const from = `${store.url} (from ${store.from === 'url' ? '?store=' : 'BOTQUEUE_STORE_URL'})`;
+    return { check: ok('url', `${shown} (RabbitMQ, namespace ${url.namespace ?? '?'}, store ${from})`) };
+  }
+  if (error?.code === ErrorCodes.STORE_REQUIRED) {
+    return {
+      check: fail(
+        'url',
+        `${shown}: no shared store; the RabbitMQ backend keeps deduplication, leases and dead letters in PostgreSQL (${ErrorCodes.STORE_REQUIRED})`,
+        'set BOTQUEUE_STORE_URL=postgres://user@host:5432/db, or add ?store=postgres://... to the URL',
+      ),
+    };
+  }
+  return { check: fail('url', message(error), 'write it as amqp://user:pass@host:5672[/vhost]?namespace=<ns>&store=postgres://user@host:5432/db') };
 }
 
-function checkAmqpUrl(url: string, env: NodeJS.ProcessEnv): UrlCheck {
-  const shown = shownAmqpUrl(url);
-  try {
-    const { options } = parseRabbitmqUrl(url, {}, env);
-    const fromUrl = new URL(url).searchParams.has('store');
-    const store = `${redactUrl(options.storeUrl)} (from ${fromUrl ? '?store=' : 'BOTQUEUE_STORE_URL'})`;
-    return { check: ok('url', `${shown} (RabbitMQ, namespace ${options.namespace}, store ${store})`) };
-  } catch (error) {
-    if (error instanceof BotqueueError && error.code === ErrorCodes.STORE_REQUIRED) {
-      return {
-        check: fail(
-          'url',
-          `${shown}: no shared store; the RabbitMQ backend keeps deduplication, leases and dead letters in PostgreSQL (${ErrorCodes.STORE_REQUIRED})`,
-          'set BOTQUEUE_STORE_URL=postgres://user@host:5432/db, or add ?store=postgres://... to the URL',
-        ),
-      };
-    }
-    return { check: fail('url', message(error), 'write it as amqp://user:pass@host:5672[/vhost]?namespace=<ns>&store=postgres://user@host:5432/db') };
+function checkUrl(url: UrlDescription, cwd: string): UrlCheck {
+  const shown = url.url;
+  if (url.backend === 'memory') {
+    if (url.error !== undefined) return { check: fail('url', message(url.error), 'write it as memory: or memory:<name> (no parameters)') };
+    return { check: ok('url', `${shown} (in-process memory: nothing survives the process)`) };
   }
-}
-
-function checkUrl(url: string, cwd: string): UrlCheck {
-  const shown = redactUrl(url);
-  const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0].toLowerCase();
-  if (scheme === 'memory:') return { check: ok('url', `${shown} (in-process memory: nothing survives the process)`) };
-  if (scheme !== 'sqlite:') {
-    return { check: fail('url', `${shown}: unsupported scheme${scheme === undefined ? '' : ` ${scheme}`}`, 'use sqlite:<path> (the default, sqlite:./data/botqueue.db), memory: or amqp://user:pass@host:5672?store=postgres://..., in --url or BOTQUEUE_URL') };
+  if (url.backend !== 'sqlite') {
+    return { check: fail('url', `${shown}: unsupported scheme${url.scheme === undefined ? '' : ` ${url.scheme}`}`, 'use sqlite:<path> (the default, sqlite:./data/botqueue.db), memory: or amqp://user:pass@host:5672?store=postgres://..., in --url or BOTQUEUE_URL') };
   }
-  try {
-    const { path } = parseSqliteUrl(url);
-    if (path === ':memory:') return { check: ok('url', `${shown} (in-memory SQLite: nothing survives the process)`) };
-    const file = resolve(cwd, path);
-    return { check: ok('url', `${shown} → ${file}`), dataDir: dirname(file), file };
-  } catch (error) {
-    return { check: fail('url', message(error), 'write it as sqlite:<path>[?synchronous=FULL|NORMAL&busyTimeoutMs=N]') };
+  if (url.error !== undefined || url.path === undefined) {
+    return { check: fail('url', message(url.error), 'write it as sqlite:<path>[?synchronous=FULL|NORMAL&busyTimeoutMs=N]') };
   }
+  if (url.path === ':memory:') return { check: ok('url', `${shown} (in-memory SQLite: nothing survives the process)`) };
+  const file = resolve(cwd, url.path);
+  return { check: ok('url', `${shown} → ${file}`), dataDir: dirname(file), file };
 }
 
 /** The directory exists (or its nearest existing parent does) and a file can be created in it. */

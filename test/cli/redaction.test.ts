@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { Names } from '../../src/brokers/rabbitmq/names.js';
-import { dropPostgresSchema } from '../../src/brokers/rabbitmq/store/postgres-store.js';
+import { dropPostgresSchema } from '../../src/stores/postgres/index.js';
 import { connect } from '../../src/client.js';
 import { waitFor } from '../conformance/harness.js';
 import { findRabbitmqScripts, startPrivateRabbit, type PrivateRabbit } from '../support/private-rabbitmq.js';

@@ -6,7 +6,7 @@
  */
 import { open } from '../../src/brokers/rabbitmq/index.js';
 import { Names } from '../../src/brokers/rabbitmq/names.js';
-import { dropPostgresSchema } from '../../src/brokers/rabbitmq/store/postgres-store.js';
+import { dropPostgresSchema } from '../../src/stores/postgres/index.js';
 import type { BackendFactory } from './harness.js';
 import { RABBITMQ_URL, STORE_URL } from '../support/services.js';
 

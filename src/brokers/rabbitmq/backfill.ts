@@ -23,7 +23,7 @@ import { closeChannel, type AmqpConnection } from './connection.js';
 import { decodeMessage } from './message-codec.js';
 import type { Names } from './names.js';
 import type { ConfirmPublisher, Outgoing } from './publisher.js';
-import type { CoordinationStore } from './store/store.js';
+import type { CoordinationStore } from '../../stores/store.js';
 import { MARKER_HEADER } from './topology.js';
 
 /** Deliveries a pass holds unacked at once: the most one batch can be. */

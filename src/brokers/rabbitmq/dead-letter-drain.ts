@@ -5,10 +5,11 @@
  * listed, redriven and purged like any other, instead of sitting where no botqueue tool looks.
  */
 import type { Channel, ConsumeMessage } from 'amqplib';
+import { ErrorCodes, type ErrorInfo } from '../../core/errors.js';
+import type { CoordinationStore } from '../../stores/store.js';
 import { closeChannel, type AmqpConnection } from './connection.js';
 import { decodeMessage } from './message-codec.js';
 import type { Names } from './names.js';
-import { deliveryLimitError, type CoordinationStore } from './store/store.js';
 
 export class DeadLetterDrain {
   private channel: Channel | undefined;
@@ -88,4 +89,12 @@ function parseOrigin(names: Names, topic: string, queue: unknown): { group: stri
   const match = /^(.+)~p(\d+)$/.exec(text.slice(prefix.length));
   if (match === null) return undefined;
   return { group: match[1]!, partition: Number(match[2]) };
+}
+
+/** The error stored for a message RabbitMQ dead-lettered by itself (the delivery limit). */
+function deliveryLimitError(limit: number): ErrorInfo {
+  return {
+    message: `RabbitMQ dead-lettered the message after ${limit} deliveries (x-delivery-limit): the worker crashed or lost its channel that often while holding it`,
+    code: ErrorCodes.DELIVERY_LIMIT,
+  };
 }

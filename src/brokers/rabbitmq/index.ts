@@ -10,7 +10,7 @@ import { AmqpConnection } from './connection.js';
 import { Names } from './names.js';
 import { parseRabbitmqUrl, type RabbitmqOptions } from './options.js';
 import { RabbitmqBroker } from './rabbitmq-broker.js';
-import { openPostgresStore } from './store/postgres-store.js';
+import { openPostgresStore } from '../../stores/postgres/index.js';
 
 export type { RabbitmqOptions } from './options.js';
 export { RabbitmqBroker } from './rabbitmq-broker.js';

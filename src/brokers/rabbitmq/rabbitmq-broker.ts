@@ -36,7 +36,7 @@ import type { Names } from './names.js';
 import type { ResolvedRabbitmqOptions } from './options.js';
 import { ConfirmPublisher, type Outgoing } from './publisher.js';
 import { SeqClock } from './seq-clock.js';
-import type { CoordinationStore, DedupEntry, HeldReport, NewDeadLetter } from './store/store.js';
+import type { CoordinationStore, DedupEntry, HeldReport, NewDeadLetter } from '../../stores/store.js';
 import { PartitionSubscription } from './subscription.js';
 import { Topology } from './topology.js';
 

@@ -16,7 +16,7 @@ import type { Delivery } from '../broker.js';
 import { closeChannel, type AmqpConnection } from './connection.js';
 import { HeldDeliveries } from './held-deliveries.js';
 import { decodeMessage } from './message-codec.js';
-import type { CoordinationStore, MessageState } from './store/store.js';
+import type { CoordinationStore, MessageState } from '../../stores/store.js';
 
 interface Held {
   readonly seq: number;

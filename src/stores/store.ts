@@ -1,13 +1,14 @@
 /**
- * The shared store of the RabbitMQ backend: everything every worker and publisher of a
- * distributed deployment must see the same way, which RabbitMQ itself does not keep.
+ * The shared coordination store a distributed backend composes (RabbitMQ today, Kafka next):
+ * everything every worker and publisher of a distributed deployment must see the same way,
+ * which the message broker itself does not keep. It imports no backend.
  *
- * RabbitMQ holds the messages (one quorum queue per topic, group and partition) and decides,
- * with single active consumer, which connection receives a partition. The store holds the
- * rest: topics and groups, membership and partition leases (who should consume what, for
- * balancing), dedup records (atomic with respect to concurrent publishers on any host), the
- * `ctx.once` effect journal, failed attempts of messages held for a retry, parked messages
- * and the dead letters themselves.
+ * With RabbitMQ, the broker holds the messages (one quorum queue per topic, group and
+ * partition) and decides, with single active consumer, which connection receives a partition.
+ * The store holds the rest: topics and groups, membership and partition leases (who should
+ * consume what, for balancing), dedup records (atomic with respect to concurrent publishers on
+ * any host), the `ctx.once` effect journal, failed attempts of messages held for a retry,
+ * parked messages and the dead letters themselves.
  *
  * A local file cannot be this store: workers on other hosts would each dedup against their
  * own copy, so a platform's retry arriving at another gateway would be handled twice.
@@ -15,9 +16,10 @@
  * Times: every method that compares or stores a time uses the store's clock: the injected
  * `now` when a test gives one, otherwise the database server's clock, so that hosts compare
  * times through one clock (DESIGN §5).
+ *
+ * The PostgreSQL implementation: `postgres/index.ts`.
  */
-import { ErrorCodes, type ErrorInfo } from '../../../core/errors.js';
-import type { CoordinateRequest, CoordinateResult, DeadLetter, DeadLetterFilter, DeadLetterListOptions, TopicInfo, TopicSettings } from '../../broker.js';
+import type { CoordinateRequest, CoordinateResult, DeadLetter, DeadLetterFilter, DeadLetterListOptions, TopicInfo, TopicSettings } from '../brokers/broker.js';
 
 /** What the owner of a partition holds unacked in memory, reported at each heartbeat for stats. */
 export interface HeldReport {
@@ -178,12 +180,4 @@ export interface CoordinationStore {
   housekeeping(): Promise<void>;
 
   close(): Promise<void>;
-}
-
-/** The error stored for a message RabbitMQ dead-lettered by itself (the delivery limit). */
-export function deliveryLimitError(limit: number): ErrorInfo {
-  return {
-    message: `RabbitMQ dead-lettered the message after ${limit} deliveries (x-delivery-limit): the worker crashed or lost its channel that often while holding it`,
-    code: ErrorCodes.DELIVERY_LIMIT,
-  };
 }

@@ -1,4 +1,4 @@
-import { BotqueueError, ErrorCodes } from '../../../core/errors.js';
+import { BotqueueError, ErrorCodes } from '../../core/errors.js';
 
 /** Lower-case names only, so the quoted name is the one an operator types unquoted in psql. */
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;

@@ -1,0 +1,54 @@
+/**
+ * Locks every process of the deployment sees: PostgreSQL session advisory locks, named within
+ * the store's schema, released when the work ends or the holder's connection dies.
+ */
+import type { PoolClient } from 'pg';
+import type { StoreContext } from './database.js';
+import { toStoreError } from './errors.js';
+
+export async function withLock<T>(ctx: StoreContext, name: string, work: () => Promise<T>): Promise<T> {
+  ctx.checkOpen();
+  const key = `${ctx.t.topics}:${name}`;
+  let client: PoolClient;
+  try {
+    client = await ctx.pool.connect();
+    await client.query('SELECT pg_advisory_lock(hashtext($1))', [key]);
+  } catch (error) {
+    throw toStoreError(error, `take the lock "${name}"`);
+  }
+  try {
+    return await work();
+  } finally {
+    // A session lock: released explicitly, or by PostgreSQL if this connection dies.
+    await client.query('SELECT pg_advisory_unlock(hashtext($1))', [key]).catch(() => undefined);
+    client.release();
+  }
+}
+
+export async function tryWithLock<T>(ctx: StoreContext, name: string, work: () => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }> {
+  ctx.checkOpen();
+  const key = `${ctx.t.topics}:${name}`;
+  let client: PoolClient;
+  try {
+    client = await ctx.pool.connect();
+  } catch (error) {
+    throw toStoreError(error, `take the lock "${name}"`);
+  }
+  let locked: boolean;
+  try {
+    locked = (await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS locked', [key])).rows[0]?.locked === true;
+  } catch (error) {
+    client.release();
+    throw toStoreError(error, `take the lock "${name}"`);
+  }
+  if (!locked) {
+    client.release();
+    return { ran: false };
+  }
+  try {
+    return { ran: true, value: await work() };
+  } finally {
+    await client.query('SELECT pg_advisory_unlock(hashtext($1))', [key]).catch(() => undefined);
+    client.release();
+  }
+}
