@@ -30,6 +30,8 @@ export const ErrorCodes = {
   LEASE_LOST: 'BOTQUEUE_LEASE_LOST',
   /** A handler asked for the message to go straight to the failure policy. */
   PERMANENT_FAILURE: 'BOTQUEUE_PERMANENT_FAILURE',
+  /** A handler asked for its message to come back later (RetryLater); not a failure, no attempt counted. */
+  RETRY_LATER: 'BOTQUEUE_RETRY_LATER',
   /** A shutdown deadline passed with handlers still running. */
   SHUTDOWN_TIMEOUT: 'BOTQUEUE_SHUTDOWN_TIMEOUT',
   /** A driver an optional backend needs is not installed. */

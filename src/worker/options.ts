@@ -10,6 +10,11 @@ export interface WorkerOptions {
   concurrency: number;
   /** Attempts before the failure policy applies (the first delivery counts). Default 5. */
   maxAttempts: number;
+  /**
+   * Times one message may be deferred with `RetryLater` (which counts no attempt); the next
+   * RetryLater applies the failure policy. Counted in the worker's memory. Default 100.
+   */
+  maxDeferrals: number;
   /** How long a partition stays owned without a heartbeat; renewed every leaseMs/3 while the worker lives. Default 30 000. */
   leaseMs: number;
   /** What happens after the last attempt: `'dead-letter'` (DLQ, the key goes on) or `'park-key'` (DLQ, the key waits). */
@@ -32,6 +37,7 @@ const spec: OptionSpec = {
   group: { type: 'string', nonEmpty: true },
   concurrency: { type: 'integer', min: 1, max: 10_000 },
   maxAttempts: { type: 'integer', min: 1, max: 1_000 },
+  maxDeferrals: { type: 'integer', min: 0, max: 1_000_000 },
   leaseMs: { type: 'integer', min: 100, max: 3_600_000 },
   onExhausted: { type: 'string', oneOf: ['dead-letter', 'park-key'] },
   prefetch: { type: 'integer', min: 1, max: 1_000_000 },
@@ -49,6 +55,7 @@ export function resolveWorkerOptions(input: unknown): WorkerOptions {
     group: partial.group ?? 'default',
     concurrency,
     maxAttempts: partial.maxAttempts ?? 5,
+    maxDeferrals: partial.maxDeferrals ?? 100,
     leaseMs: partial.leaseMs ?? 30_000,
     onExhausted: partial.onExhausted ?? 'dead-letter',
     prefetch: partial.prefetch ?? Math.max(256, concurrency * 8),

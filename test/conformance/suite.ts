@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { connect, PermanentError, partitionForKey, type Botqueue, type Envelope, type PublishReceipt, type Worker } from '../../src/index.js';
+import { connect, PermanentError, RetryLater, partitionForKey, type Botqueue, type Envelope, type PublishReceipt, type Worker } from '../../src/index.js';
 import type { BackendFactory } from './harness.js';
 import { deferred, orderViolations, sleep, waitFor } from './harness.js';
 import { describeLeaseProperties } from './lease-properties.js';
@@ -387,6 +387,110 @@ export function describeConformance(factory: BackendFactory): void {
         await worker.close();
         assert.deepEqual(handled, ['p2']);
         assert.equal((await bq.deadLetters.list({ topic: 't5' })).length, 0);
+      });
+    });
+
+    describe('5b. RetryLater: later, not a failure', () => {
+      test('the message comes back after at least delayMs, its key waits, other keys go on, and no attempt is counted', async () => {
+        const bq = await open();
+        await bq.createTopic('t5b', { partitions: 1 });
+        await bq.publishBatch('t5b', [
+          { key: 'a', id: 'a1', payload: null },
+          { key: 'a', id: 'a2', payload: null },
+          { key: 'b', id: 'b1', payload: null },
+        ]);
+        const delayMs = 300;
+        const log: Array<{ id: string; attempt: number; envelopeAttempt: number; at: number }> = [];
+        const deferredAt: number[] = [];
+        // maxAttempts 2: were a deferral an attempt, the second one would dead-letter a1.
+        const worker = bq.worker('t5b', (m, ctx) => {
+          log.push({ id: m.id, attempt: ctx.attempt, envelopeAttempt: m.attempt, at: Date.now() });
+          if (m.id === 'a1' && deferredAt.length < 2) {
+            deferredAt.push(Date.now());
+            throw new RetryLater(delayMs, 'rate limited');
+          }
+        }, { group: 'g', ...FAST, maxAttempts: 2 });
+        const deferrals: Array<{ id: string; delayMs: number; deferrals: number; reason: string | null }> = [];
+        worker.on('deferred', (e) => deferrals.push({ id: e.id, delayMs: e.delayMs, deferrals: e.deferrals, reason: e.reason }));
+        let retried = 0;
+        worker.on('retried', () => retried++);
+        await waitFor('a2 handled and everything settled', async () => log.some((l) => l.id === 'a2') && (await backlog(bq, 't5b', 'g')) === 0);
+        await worker.close();
+        const a1 = log.filter((l) => l.id === 'a1');
+        assert.equal(a1.length, 3, 'two deferrals, then the handler succeeded');
+        for (let i = 0; i < 2; i++) {
+          const waited = a1[i + 1]!.at - deferredAt[i]!;
+          assert.ok(waited >= delayMs, `delivery ${i + 2} came ${waited} ms after the deferral, asked ${delayMs}`);
+        }
+        assert.deepEqual(a1.map((l) => l.attempt), [1, 1, 1], 'ctx.attempt does not grow with deferrals');
+        assert.deepEqual(a1.map((l) => l.envelopeAttempt), [1, 1, 1]);
+        const ids = log.map((l) => l.id);
+        assert.ok(ids.indexOf('a2') > ids.lastIndexOf('a1'), `the key waited for a1: ${ids.join(' ')}`);
+        const secondA1 = ids.indexOf('a1', ids.indexOf('a1') + 1);
+        assert.ok(ids.indexOf('b1') < secondA1, `b went on while a waited: ${ids.join(' ')}`);
+        assert.deepEqual(deferrals, [
+          { id: 'a1', delayMs, deferrals: 1, reason: 'rate limited' },
+          { id: 'a1', delayMs, deferrals: 2, reason: 'rate limited' },
+        ]);
+        assert.equal(retried, 0, 'a deferral is not a retry');
+        assert.equal(worker.deferrals, 2);
+        assert.equal((await bq.deadLetters.list({ topic: 't5b' })).length, 0);
+      });
+
+      test('a deferral is stored: a worker that takes over still waits for it, and ctx.attempt is still 1', async () => {
+        const bq = await open();
+        await bq.createTopic('t5b', { partitions: 1 });
+        await bq.publish('t5b', { key: 'a', id: 'later', payload: null });
+        const delayMs = 800;
+        let deferredAt = 0;
+        const first = bq.worker('t5b', () => {
+          deferredAt = Date.now();
+          throw new RetryLater(delayMs);
+        }, { group: 'g', ...FAST });
+        const deferredOnce = deferred();
+        first.on('deferred', () => deferredOnce.resolve());
+        await deferredOnce.promise;
+        await first.close();
+        const seen: Array<{ attempt: number; at: number }> = [];
+        const second = bq.worker('t5b', (_m, ctx) => void seen.push({ attempt: ctx.attempt, at: Date.now() }), { group: 'g', ...FAST });
+        await waitFor('handled by the second worker', () => seen.length === 1, 10_000);
+        await second.close();
+        assert.ok(seen[0]!.at - deferredAt >= delayMs, `came back ${seen[0]!.at - deferredAt} ms after the deferral, asked ${delayMs}`);
+        assert.equal(seen[0]!.attempt, 1);
+      });
+
+      test('past maxDeferrals the failure policy applies: the message is dead-lettered with the RetryLater, and its key goes on', async () => {
+        const bq = await open();
+        await bq.createTopic('t5b', { partitions: 1 });
+        await bq.publishBatch('t5b', [
+          { key: 'k', id: 'stuck', payload: null },
+          { key: 'k', id: 'next', payload: null },
+        ]);
+        const handled: Array<{ id: string; attempt: number }> = [];
+        const worker = bq.worker('t5b', (m, ctx) => {
+          handled.push({ id: m.id, attempt: ctx.attempt });
+          if (m.id === 'stuck') throw new RetryLater(20, 'still rate limited');
+        }, { group: 'g', ...FAST, maxDeferrals: 2, maxAttempts: 5 });
+        let deferrals = 0;
+        worker.on('deferred', () => deferrals++);
+        const dead = deferred<{ attempts: number; parked: boolean }>();
+        worker.on('dead-lettered', (e) => dead.resolve({ attempts: e.attempts, parked: e.parked }));
+        await waitFor('the next message handled after the dead letter', () => handled.some((h) => h.id === 'next'));
+        await worker.close();
+        assert.deepEqual(handled, [
+          { id: 'stuck', attempt: 1 },
+          { id: 'stuck', attempt: 1 },
+          { id: 'stuck', attempt: 1 },
+          { id: 'next', attempt: 1 },
+        ], 'maxDeferrals (2) deferrals, then the failure policy');
+        assert.equal(deferrals, 2);
+        assert.deepEqual(await dead.promise, { attempts: 1, parked: false });
+        const letters = await bq.deadLetters.list({ topic: 't5b' });
+        assert.equal(letters.length, 1);
+        assert.equal(letters[0]!.id, 'stuck');
+        assert.equal(letters[0]!.attempts, 1, 'deferrals are not attempts');
+        assert.match(letters[0]!.error.message, /deferred 2 times \(maxDeferrals 2\).*still rate limited/);
+        assert.equal(await backlog(bq, 't5b', 'g'), 0);
       });
     });
 

@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { EventEmitter } from 'node:events';
 import fc from 'fast-check';
+import type { Broker } from '../../src/brokers/broker.js';
 import { assignedPartitions } from '../../src/worker/assignment.js';
+import { Instrumentation, type WorkerEvents } from '../../src/worker/events.js';
+import { MessageContext } from '../../src/worker/handler-context.js';
 import { OrderCheck } from '../../src/worker/order-check.js';
 import { resolveWorkerOptions } from '../../src/worker/options.js';
 
@@ -56,5 +60,78 @@ describe('worker options', () => {
     assert.throws(() => resolveWorkerOptions({ maxAttempt: 3 }), { code: 'BOTQUEUE_INVALID_OPTION', message: /"maxAttempt".*did you mean "maxAttempts"/ });
     assert.throws(() => resolveWorkerOptions({ group: 'has space' }), { code: 'BOTQUEUE_INVALID_OPTION', message: /group name/ });
     assert.throws(() => resolveWorkerOptions({ leaseMs: 10 }), { code: 'BOTQUEUE_INVALID_OPTION', message: /leaseMs.*at least 100/ });
+  });
+});
+
+describe('Instrumentation', () => {
+  test('builds an event only when someone listens, and reports errors only to a listener', () => {
+    const emitter = new EventEmitter<WorkerEvents>();
+    const instrumentation = new Instrumentation(emitter);
+    let built = 0;
+    const build = () => {
+      built++;
+      return { topic: 't', group: 'g', partition: 0 };
+    };
+    instrumentation.emitIfListened('released', build);
+    instrumentation.reportError(new Error('nobody listens')); // an 'error' event without a listener would throw
+    assert.equal(built, 0);
+    assert.equal(instrumentation.listens('released'), false);
+    const seen: number[] = [];
+    emitter.on('released', (e) => seen.push(e.partition));
+    instrumentation.emitIfListened('released', build);
+    assert.equal(built, 1);
+    assert.deepEqual(seen, [0]);
+    const errors: string[] = [];
+    emitter.on('error', (e) => errors.push(e.message));
+    instrumentation.reportError('not an Error');
+    assert.deepEqual(errors, ['not an Error']);
+  });
+});
+
+describe('MessageContext', () => {
+  function effects(): { broker: Broker; calls: string[] } {
+    const stored = new Map<string, string | null>();
+    const calls: string[] = [];
+    const broker = {
+      getEffect: (_t: string, _g: string, id: string, name: string) => {
+        calls.push(`get ${id}/${name}`);
+        return Promise.resolve(stored.get(`${id}/${name}`));
+      },
+      putEffect: (_t: string, _g: string, id: string, name: string, result: string | null) => {
+        calls.push(`put ${id}/${name}`);
+        stored.set(`${id}/${name}`, result);
+        return Promise.resolve();
+      },
+    } as unknown as Broker;
+    return { broker, calls };
+  }
+
+  test('once runs a step once per message id and returns the recorded result on redelivery', async () => {
+    const { broker, calls } = effects();
+    const never = new AbortController().signal;
+    let runs = 0;
+    const step = () => ({ sent: ++runs });
+    const first = new MessageContext(broker, 't', 'g', 'm1', 1, never, never);
+    assert.deepEqual(await first.once('reply', step), { sent: 1 });
+    const redelivered = new MessageContext(broker, 't', 'g', 'm1', 2, never, never);
+    assert.deepEqual(await redelivered.once('reply', step), { sent: 1 });
+    assert.equal(runs, 1);
+    assert.equal(await redelivered.once('nothing', () => undefined), undefined);
+    assert.deepEqual(calls, ['get m1/reply', 'put m1/reply', 'get m1/reply', 'get m1/nothing', 'put m1/nothing']);
+    await assert.rejects(first.once('', step), { code: 'BOTQUEUE_INVALID_OPTION' });
+  });
+
+  test('signal aborts when the lease is lost or the shutdown deadline passes', () => {
+    const { broker } = effects();
+    const lease = new AbortController();
+    const shutdown = new AbortController();
+    const ctx = new MessageContext(broker, 't', 'g', 'm', 1, lease.signal, shutdown.signal);
+    assert.equal(ctx.signal.aborted, false);
+    assert.equal(ctx.signal, ctx.signal, 'built once');
+    lease.abort(new Error('lease lost'));
+    assert.equal(ctx.signal.aborted, true);
+    const other = new MessageContext(broker, 't', 'g', 'm', 1, new AbortController().signal, shutdown.signal);
+    shutdown.abort(new Error('deadline'));
+    assert.equal(other.signal.aborted, true);
   });
 });
