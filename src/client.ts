@@ -1,3 +1,5 @@
+import { EventEmitter } from 'node:events';
+import type { BrokerEvents } from './brokers/events.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, checkName, prepareMessage, type PublishInput, type PublishReceipt } from './core/envelope.js';
 import { BotqueueError, ErrorCodes } from './core/errors.js';
 import { CONNECT_OPTIONS_SPEC, DEFAULT_DEDUP_WINDOW_MS, DEFAULT_PARTITIONS, TOPIC_SETTINGS_SPEC } from './core/limits.js';
@@ -162,6 +164,14 @@ export interface DeadLetters {
   purge(filter: DeadLetterFilter): Promise<number>;
 }
 
+/** The client's events (see `Botqueue.events`). */
+export interface ClientEvents extends BrokerEvents {
+  /** A publish call stored its messages (`duplicates` of them were already stored: dropped, not stored twice). */
+  published: [{ topic: string; messages: number; duplicates: number; durationMs: number }];
+  /** A publish call failed: nothing of it may be assumed stored (publish again; ids make it safe). */
+  'publish-failed': [{ topic: string; messages: number; error: Error }];
+}
+
 export class Botqueue {
   /** The backend this client runs on (for tools; handlers never need it). */
   readonly broker: Broker;
@@ -170,10 +180,20 @@ export class Botqueue {
   private readonly topics = new Map<string, Promise<TopicInfo>>();
   private readonly workers = new Set<{ close(): Promise<unknown> }>();
   private closed = false;
+  /**
+   * What the client does, for logs and metrics: publish outcomes (duplicates counted) and,
+   * forwarded from the backend, connection changes and failures of background work. Emitted
+   * only while something listens. Workers have their own events (`worker.on(...)`).
+   */
+  readonly events = new EventEmitter<ClientEvents>();
 
   constructor(broker: Broker, options: ConnectOptions) {
     this.broker = broker;
     this.options = options;
+    // Rare events (a connection dropped, background work failed): forwarded as they come.
+    broker.events.on('connection-lost', (payload) => this.events.emit('connection-lost', payload));
+    broker.events.on('connection-restored', (payload) => this.events.emit('connection-restored', payload));
+    broker.events.on('background-error', (payload) => this.events.emit('background-error', payload));
     this.deadLetters = {
       list: (opts = {}) => this.open().listDeadLetters(opts),
       redrive: (filter) => this.open().redriveDeadLetters(checkFilter(filter)),
@@ -226,7 +246,18 @@ export class Botqueue {
     const single = messages.length === 1;
     const prepared = messages.map((m, i) => prepareMessage(m, info.partitions, this.options.maxMessageBytes, now, single ? undefined : i));
     if (prepared.length === 0) return [];
-    return this.open().publish(topic, prepared);
+    if (this.events.listenerCount('published') === 0 && this.events.listenerCount('publish-failed') === 0) return this.open().publish(topic, prepared);
+    const started = performance.now();
+    try {
+      const receipts = await this.open().publish(topic, prepared);
+      let duplicates = 0;
+      for (const receipt of receipts) if (receipt.duplicate) duplicates++;
+      this.events.emit('published', { topic, messages: receipts.length, duplicates, durationMs: performance.now() - started });
+      return receipts;
+    } catch (error) {
+      this.events.emit('publish-failed', { topic, messages: prepared.length, error: error instanceof Error ? error : new Error(String(error)) });
+      throw error;
+    }
   }
 
   /**

@@ -16,6 +16,7 @@
  */
 import type { ErrorInfo } from '../core/errors.js';
 import type { PreparedMessage, PublishReceipt } from '../core/envelope.js';
+import type { BrokerEventEmitter } from './events.js';
 
 export interface BrokerCapabilities {
   /** The backend assigns `seq` at publish, so the worker can check per-key order. */
@@ -176,6 +177,8 @@ export interface TopicStats {
 
 export interface Broker {
   readonly capabilities: BrokerCapabilities;
+  /** Connection changes and failures of background work (see events.ts). */
+  readonly events: BrokerEventEmitter;
 
   /** Creates the topic, or checks an existing one has the same partition count. */
   ensureTopic(topic: string, settings: TopicSettings): Promise<TopicInfo>;

@@ -10,6 +10,7 @@ import { BotqueueError, ErrorCodes } from '../core/errors.js';
 import type { BotqueueConfig } from './config.js';
 import { loadHandlers, startHandlers, type RunningHandlers } from './handlers.js';
 import { closeHttpServer, createHttpServer, listen } from './http.js';
+import { logClientEvents } from './client-log.js';
 import type { Logger } from './logger.js';
 import { Supervisor } from './supervisor.js';
 
@@ -70,6 +71,7 @@ export class Service {
     const { config, workers, logger } = this.options;
     const bq = await connect(config.url, { maxMessageBytes: config.maxMessageBytes });
     this.bq = bq;
+    logClientEvents(bq, logger);
     this.checkNotStopping();
     if (workers > 0 && !bq.broker.capabilities.multiProcess) {
       throw new BotqueueError(

@@ -6,6 +6,7 @@
  * SIGTERM or SIGINT, or the parent going away: stop taking messages, let running handlers
  * finish within their shutdownTimeoutMs, release the partitions, exit 0.
  */
+import { logClientEvents } from './client-log.js';
 import { connect, type Botqueue } from '../client.js';
 import { redactSecrets } from '../core/redact.js';
 import type { BotqueueConfig } from './config.js';
@@ -56,6 +57,7 @@ async function start({ index, config }: StartMessage): Promise<void> {
   logger = createLogger({ level: config.logLevel, role: 'worker', base: { 'botqueue.worker': index }, secrets });
   try {
     bq = await connect(config.url, { maxMessageBytes: config.maxMessageBytes });
+    logClientEvents(bq, logger);
     const functions = await loadHandlers(config.handlers);
     handlers = await startHandlers(bq, config, functions, logger);
     await handlers.ready;

@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Channel } from 'amqplib';
+import { BrokerEventEmitter, type BrokerEvents } from '../../src/brokers/events.js';
 import { AmqpConnection } from '../../src/brokers/rabbitmq/connection.js';
 import { coalesceWrites } from '../../src/brokers/rabbitmq/coalesce-writes.js';
 import { framePublisher } from '../../src/brokers/rabbitmq/publish-frames.js';
@@ -41,8 +42,31 @@ async function takeAll(channel: Channel, queue: string): Promise<Received[]> {
 }
 
 if (!reportMissing('RabbitMQ write coalescing', await missingServices(), test)) {
+  test('a connection whose socket dies reports connection-lost, reconnects by itself and reports connection-restored', async () => {
+    const events = new BrokerEventEmitter();
+    const seen: Array<{ event: keyof BrokerEvents; connection: string; error?: string }> = [];
+    events.on('connection-lost', (e) => seen.push({ event: 'connection-lost', connection: e.connection, error: e.error?.message }));
+    events.on('connection-restored', (e) => seen.push({ event: 'connection-restored', connection: e.connection }));
+    const connection = await AmqpConnection.open(RABBITMQ_URL, 5, 'botqueue-test-events', events);
+    try {
+      const channel = await connection.channel();
+      (channel as unknown as { connection: { stream: { destroy(error: Error): void } } }).connection.stream.destroy(new Error('cut by the test'));
+      const deadline = Date.now() + 15_000;
+      while (!seen.some((s) => s.event === 'connection-restored') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.deepEqual(
+        seen.map((s) => `${s.event} ${s.connection}`),
+        ['connection-lost rabbitmq botqueue-test-events', 'connection-restored rabbitmq botqueue-test-events'],
+      );
+      assert.equal(typeof seen[0]?.error, 'string', 'the loss carries its error');
+      const again = await connection.channel();
+      await again.checkExchange('amq.direct');
+    } finally {
+      await connection.close();
+    }
+  });
+
   test('a burst of publishes is written with a few writev calls, and every one is confirmed', async () => {
-    const connection = await AmqpConnection.open(RABBITMQ_URL, 5, 'botqueue-test-coalesce');
+    const connection = await AmqpConnection.open(RABBITMQ_URL, 5, 'botqueue-test-coalesce', new BrokerEventEmitter());
     const queue = `botqueue.test.coalesce.${process.pid}`;
     try {
       const channel = await connection.confirmChannel();
@@ -76,7 +100,7 @@ if (!reportMissing('RabbitMQ write coalescing', await missingServices(), test)) 
   });
 
   test('the frame publisher applies to amqplib as installed, and RabbitMQ hands its messages back as sent', async () => {
-    const connection = await AmqpConnection.open(RABBITMQ_URL, 5, 'botqueue-test-frames');
+    const connection = await AmqpConnection.open(RABBITMQ_URL, 5, 'botqueue-test-frames', new BrokerEventEmitter());
     const queue = `botqueue.test.frames.${process.pid}`;
     try {
       const channel = await connection.confirmChannel();
@@ -104,7 +128,7 @@ if (!reportMissing('RabbitMQ write coalescing', await missingServices(), test)) 
   });
 
   test("botqueue's publisher sends bodies through the frame publisher, and its fallback (channel.publish) sends the same", async () => {
-    const connection = await AmqpConnection.open(RABBITMQ_URL, 5, 'botqueue-test-publisher');
+    const connection = await AmqpConnection.open(RABBITMQ_URL, 5, 'botqueue-test-publisher', new BrokerEventEmitter());
     const queue = `botqueue.test.publisher.${process.pid}`;
     try {
       const before = { ...framePublishing };

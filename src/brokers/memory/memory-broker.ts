@@ -6,6 +6,7 @@
  * each call is atomic (as one transaction would be) and callers never see a half-applied
  * write. Results are copies: nothing a caller holds aliases the broker's state.
  */
+import { BrokerEventEmitter } from '../events.js';
 import type {
   Broker,
   BrokerCapabilities,
@@ -42,6 +43,8 @@ export interface MemoryBrokerOptions {
 
 export class MemoryBroker implements Broker {
   readonly capabilities: BrokerCapabilities = Object.freeze({ assignsSeq: true, multiProcess: false, durable: false });
+  /** Nothing runs in the background in memory: present for the port, never emitted. */
+  readonly events = new BrokerEventEmitter();
 
   private readonly now: () => number;
   private readonly topics = new Map<string, TopicState>();

@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import type { Channel, ConfirmChannel, RecoveringChannelModel } from 'amqplib';
 import { BotqueueError, ErrorCodes } from '../../core/errors.js';
 import { passwordsOf, redactSecrets, redactUrl } from '../../core/redact.js';
+import type { BrokerEventEmitter } from '../events.js';
 import { coalesceWrites } from './coalesce-writes.js';
 
 interface AmqplibModule {
@@ -30,14 +31,24 @@ export interface AmqpConnectionEvents {
 export class AmqpConnection extends EventEmitter<AmqpConnectionEvents> {
   private closed = false;
 
-  private constructor(private readonly model: RecoveringChannelModel) {
+  private constructor(
+    private readonly model: RecoveringChannelModel,
+    name: string,
+    events: BrokerEventEmitter,
+  ) {
     super();
-    model.on('connect', () => this.emit('up'));
-    // Recovery reports failed attempts as errors; they are expected while the broker is away.
+    const connection = `rabbitmq ${name}`;
+    model.on('connect', () => {
+      events.report('connection-restored', { connection });
+      this.emit('up');
+    });
+    model.on('disconnect', (error: Error) => events.report('connection-lost', { connection, error }));
+    model.on('connect-failed', (error: Error) => events.failed(`reconnect to RabbitMQ (${name})`, error));
+    // A connection error is followed by the close that 'disconnect' reports, with that error.
     model.on('error', () => undefined);
   }
 
-  static async open(url: string, heartbeatSeconds: number, name = 'botqueue'): Promise<AmqpConnection> {
+  static async open(url: string, heartbeatSeconds: number, name: string, events: BrokerEventEmitter): Promise<AmqpConnection> {
     const amqplib = await loadAmqplib();
     let model: RecoveringChannelModel;
     try {
@@ -53,7 +64,7 @@ export class AmqpConnection extends EventEmitter<AmqpConnectionEvents> {
         cause: error,
       });
     }
-    return new AmqpConnection(model);
+    return new AmqpConnection(model, name, events);
   }
 
   /** A channel on the current connection (waits while reconnecting). */

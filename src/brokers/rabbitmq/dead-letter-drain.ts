@@ -21,6 +21,8 @@ export class DeadLetterDrain {
     private readonly names: Names,
     private readonly topic: string,
     private readonly deliveryLimit: number,
+    /** A failure in the background (reopening the channel, moving a message); it is retried. */
+    private readonly onError: (operation: string, error: unknown) => void,
   ) {}
 
   async start(): Promise<void> {
@@ -29,13 +31,24 @@ export class DeadLetterDrain {
     channel.on('close', () => {
       if (this.channel !== channel) return;
       this.channel = undefined;
-      if (!this.stopped) setTimeout(() => void this.start().catch(() => undefined), 1_000).unref();
+      this.restartSoon();
     });
     await channel.prefetch(50);
     this.channel = channel;
     await channel.consume(this.names.deadLetterQueue(this.topic), (message) => {
       if (message !== null) void this.move(channel, message);
     });
+  }
+
+  /** Opens the channel again a second after it closed, and again after every failure. */
+  private restartSoon(): void {
+    if (this.stopped) return;
+    setTimeout(() => {
+      this.start().catch((error: unknown) => {
+        this.onError(`move RabbitMQ's dead letters of topic "${this.topic}"`, error);
+        this.restartSoon();
+      });
+    }, 1_000).unref();
   }
 
   private async move(channel: Channel, message: ConsumeMessage): Promise<void> {
@@ -68,8 +81,9 @@ export class DeadLetterDrain {
         },
       ]);
       channel.ack(message);
-    } catch {
+    } catch (error) {
       // The store is away: leave it unacked; it comes back when this channel closes.
+      this.onError(`move a dead letter of topic "${this.topic}" into the store`, error);
     }
   }
 

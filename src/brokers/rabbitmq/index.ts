@@ -6,6 +6,7 @@
  * @example
  * const broker = await open('amqp://guest:guest@127.0.0.1:5672?store=postgres://postgres@127.0.0.1:5432/app');
  */
+import { BrokerEventEmitter } from '../events.js';
 import { AmqpConnection } from './connection.js';
 import { Names } from './names.js';
 import { parseRabbitmqUrl, type RabbitmqOptions } from './options.js';
@@ -19,17 +20,22 @@ export { RabbitmqBroker } from './rabbitmq-broker.js';
 export async function open(url: string, options: RabbitmqOptions = {}): Promise<RabbitmqBroker> {
   const { amqpUrl, options: resolved } = parseRabbitmqUrl(url, options);
   const names = new Names(resolved.namespace);
-  const store = await openPostgresStore(resolved.storeUrl, { schema: names.schema, now: resolved.now });
+  const events = new BrokerEventEmitter();
+  const store = await openPostgresStore(resolved.storeUrl, {
+    schema: names.schema,
+    now: resolved.now,
+    onConnectionError: (error) => events.report('connection-lost', { connection: 'store', error }),
+  });
   // Two connections, as RabbitMQ advises: flow control throttles a connection that publishes
   // too fast, and that must not hold back the acks and deliveries of the consumers.
   const connections: AmqpConnection[] = [];
   try {
-    connections.push(await AmqpConnection.open(amqpUrl, resolved.heartbeatSeconds, 'botqueue-consume'));
-    connections.push(await AmqpConnection.open(amqpUrl, resolved.heartbeatSeconds, 'botqueue-publish'));
+    connections.push(await AmqpConnection.open(amqpUrl, resolved.heartbeatSeconds, 'botqueue-consume', events));
+    connections.push(await AmqpConnection.open(amqpUrl, resolved.heartbeatSeconds, 'botqueue-publish', events));
   } catch (error) {
     await Promise.all(connections.map((c) => c.close()));
     await store.close();
     throw error;
   }
-  return new RabbitmqBroker({ consume: connections[0]!, publish: connections[1]! }, store, names, resolved);
+  return new RabbitmqBroker({ consume: connections[0]!, publish: connections[1]! }, store, names, resolved, events);
 }

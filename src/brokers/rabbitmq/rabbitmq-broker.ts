@@ -4,7 +4,6 @@
  * shared store (PostgreSQL): topics, leases, dedup records, effects, failed attempts, dead
  * letters. Ordering, retries and balancing stay in the worker, as for every backend.
  */
-import { EventEmitter } from 'node:events';
 import { BotqueueError, ErrorCodes } from '../../core/errors.js';
 import { checkName, type PreparedMessage, type PublishReceipt } from '../../core/envelope.js';
 import type {
@@ -28,6 +27,7 @@ import type {
 import { checkDeadLetterFilter } from '../dead-letter-filter.js';
 import { sumPartitions } from '../partition-stats.js';
 import { Watchers } from '../watchers.js';
+import { BrokerEventEmitter } from '../events.js';
 import { backfillGroup, type BackfillParts } from './backfill.js';
 import type { AmqpConnection } from './connection.js';
 import { DeadLetterDrain } from './dead-letter-drain.js';
@@ -81,8 +81,8 @@ interface LocalLease {
 
 export class RabbitmqBroker implements Broker {
   readonly capabilities: BrokerCapabilities = { assignsSeq: true, multiProcess: true, durable: true };
-  /** What happens in the background: failures there are retried, and reported here. */
-  readonly events = new EventEmitter<{ 'background-error': [{ operation: string; error: Error }] }>();
+  /** Connection changes, and failures of background work (retried, and reported here). */
+  readonly events: BrokerEventEmitter;
 
   private readonly publisher: ConfirmPublisher;
   private readonly topology: Topology;
@@ -115,12 +115,14 @@ export class RabbitmqBroker implements Broker {
     private readonly store: CoordinationStore,
     private readonly names: Names,
     private readonly options: ResolvedRabbitmqOptions,
+    events = new BrokerEventEmitter(),
   ) {
+    this.events = events;
     this.connection = connections.consume;
     this.publishConnection = connections.publish;
     this.publisher = new ConfirmPublisher(this.publishConnection, options.maxUnconfirmed);
     this.topology = new Topology(this.connection, names, { deliveryLimit: options.deliveryLimit });
-    this.housekeeping = setInterval(() => void this.store.housekeeping().catch(() => undefined), 60_000);
+    this.housekeeping = setInterval(() => void this.store.housekeeping().catch((error: unknown) => this.events.failed('delete expired store records', error)), 60_000);
     this.housekeeping.unref();
     this.heldReporter = setInterval(() => void this.reportHeld(), HELD_REPORT_MS);
     this.heldReporter.unref();
@@ -224,7 +226,7 @@ export class RabbitmqBroker implements Broker {
       await this.bindGroup(topic, group, info.partitions);
     }
     if (!this.drains.has(topic)) {
-      const drain = new DeadLetterDrain(this.connection, this.store, this.names, topic, this.options.deliveryLimit);
+      const drain = new DeadLetterDrain(this.connection, this.store, this.names, topic, this.options.deliveryLimit, (operation, error) => this.events.failed(operation, error));
       this.drains.set(topic, drain);
       await drain.start();
     }
@@ -253,7 +255,7 @@ export class RabbitmqBroker implements Broker {
           delay = BACKFILL_POLL_MS; // someone is copying: keep looking often
         } catch (error) {
           if (this.closed) return;
-          this.reportBackground(`backfill group "${group}" of topic "${topic}"`, error);
+          this.events.failed(`copy the backlog to group "${group}" of topic "${topic}"`, error);
         }
         await new Promise((resolve) => setTimeout(resolve, delay).unref());
       }
@@ -269,12 +271,6 @@ export class RabbitmqBroker implements Broker {
   /** Binds the group's partition queues to the topic's exchange: from now on publishes reach them. */
   private bindGroup(topic: string, group: string, partitions: number): Promise<void> {
     return this.topology.declareGroup(topic, group, partitions, true);
-  }
-
-  /** Work nobody awaits failed (it is tried again): an event, never silence. */
-  private reportBackground(operation: string, error: unknown): void {
-    const reported = error instanceof Error ? error : new Error(String(error));
-    if (this.events.listenerCount('background-error') > 0) this.events.emit('background-error', { operation, error: reported });
   }
 
   // ---------------------------------------------------------------- publishing
@@ -318,7 +314,8 @@ export class RabbitmqBroker implements Broker {
     try {
       await this.publisher.publishAll(outgoing);
     } catch (error) {
-      await this.store.releaseIds(topic, reserved).catch(() => undefined);
+      // Not released, the reservations go stale and are taken over after STALE_RESERVATION_MS.
+      await this.store.releaseIds(topic, reserved).catch((failure: unknown) => this.events.failed(`release ${reserved.length} reserved ids of topic "${topic}"`, failure));
       throw error;
     }
     if (reserved.length > 0) await this.store.confirmIds(topic, reserved, info.dedupWindowMs);
@@ -391,7 +388,7 @@ export class RabbitmqBroker implements Broker {
           this.losses.set(queue, (this.losses.get(queue) ?? 0) + 1);
           this.notify(topic, partition);
         },
-        error: () => undefined,
+        error: (error) => this.events.failed(`consume ${queue}`, error),
       });
       this.subscriptions.set(queue, sub);
     }
@@ -437,7 +434,7 @@ export class RabbitmqBroker implements Broker {
         this.leases.set(key, { member, storeFence });
         owned.set(p, this.fence(queue, storeFence));
         // Not awaited: while RabbitMQ is away the heartbeat must go on; fetch waits for the consumer.
-        this.subscription(topic, group, p).open().catch(() => undefined);
+        this.subscription(topic, group, p).open().catch((error: unknown) => this.events.failed(`subscribe to ${queue}`, error));
       } else if (this.leases.get(key)?.member === member) {
         this.leases.delete(key);
         // Nobody here owns it any more: close (never cancel), so a standby elsewhere takes over in order.

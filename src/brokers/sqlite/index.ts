@@ -10,6 +10,7 @@ import { dirname } from 'node:path';
 import type Database from 'better-sqlite3';
 import { BotqueueError, ErrorCodes } from '../../core/errors.js';
 import { checkName, type PreparedMessage, type PublishReceipt } from '../../core/envelope.js';
+import { BrokerEventEmitter } from '../events.js';
 import type {
   Broker,
   BrokerCapabilities,
@@ -52,6 +53,7 @@ const HOUSEKEEPING_INTERVAL_MS = 30_000;
 
 export class SqliteBroker implements Broker {
   readonly capabilities: BrokerCapabilities;
+  readonly events = new BrokerEventEmitter();
   /** The absolute path of the file. */
   readonly path: string;
 
@@ -257,7 +259,7 @@ export class SqliteBroker implements Broker {
       (more) => {
         if (more) setImmediate(this.runHousekeeping);
       },
-      () => undefined, // the next interval tries again
+      (error: unknown) => this.events.failed('delete expired records', error), // the next interval tries again
     );
   };
 }

@@ -30,6 +30,8 @@ export interface PostgresStoreOptions {
   schema: string;
   /** Injected clock (epoch ms) for tests; the database server's clock otherwise. */
   now?: () => number;
+  /** Told when an idle pooled connection breaks (e.g. the server restarted); the next query reconnects. */
+  onConnectionError?: (error: Error) => void;
 }
 
 /**
@@ -45,7 +47,7 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
   const pool = new pg.Pool({ connectionString: url, max: POOL_SIZE, types, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, application_name: 'botqueue' });
   // An idle connection that breaks (server restart) is dropped by the pool; without a listener
   // the 'error' event would crash the process. The next query reconnects or reports the failure.
-  pool.on('error', () => undefined);
+  pool.on('error', (error) => options.onConnectionError?.(error));
   const store = new PostgresStore(pool, schema, options.now);
   try {
     await store.createTables(options.schema);
