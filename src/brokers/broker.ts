@@ -57,10 +57,6 @@ export interface CoordinateRequest {
   acquire: number[];
   /** Partitions to give up (only if this member owns them). */
   release: number[];
-  /** Messages in flight per owned partition, kept for stats. */
-  inFlight: Record<number, number>;
-  /** Per-key order violations seen since the last call, added to the group's total. */
-  orderViolations: number;
   /** True when the member is leaving: its heartbeat row is removed after releasing. */
   leaving?: boolean;
 }
@@ -73,6 +69,22 @@ export interface CoordinateResult {
   /** Increases whenever an operator redrives or skips a parked message of this topic and group. */
   controlVersion: number;
   partitions: number;
+}
+
+/**
+ * What a member reports about itself for stats, apart from the lease protocol: a backend keeps
+ * it for `stats()` and never decides anything by it.
+ */
+export interface MemberReport {
+  topic: string;
+  group: string;
+  member: string;
+  /** Messages being handled now, per partition the member owns (others are ignored). */
+  inFlight: Record<number, number>;
+  /** Per-key order violations seen since the last report, added to the group's total (must stay 0). */
+  orderViolations: number;
+  /** RetryLater deferrals settled since the last report, added to the group's total. */
+  deferrals: number;
 }
 
 /** A pending message of a group, as `fetch` returns it. */
@@ -148,7 +160,7 @@ export interface PartitionStats {
   partition: number;
   /** Pending messages not yet settled (parked ones included). */
   backlog: number;
-  /** Messages being handled, as reported by the owner's last heartbeat. */
+  /** Messages being handled, as reported by the owner (at each of its heartbeats). */
   inFlight: number;
   /** Age in ms of the oldest pending message, 0 when none. */
   oldestAgeMs: number;
@@ -164,6 +176,8 @@ export interface GroupStats {
   parkedKeys: number;
   members: number;
   orderViolations: number;
+  /** RetryLater deferrals settled in this group (not failures: they count toward no attempt). */
+  deferrals: number;
   partitions: PartitionStats[];
 }
 
@@ -197,6 +211,9 @@ export interface Broker {
 
   /** Heartbeat, lease renewal, acquisition and release for one member, in one step. */
   coordinate(request: CoordinateRequest): Promise<CoordinateResult>;
+
+  /** Stores a member's report for stats (in flight per owned partition; counters added to the group's totals). */
+  report(report: MemberReport): Promise<void>;
 
   /** Pending messages of the group's partition with seq > afterSeq, in seq order, at most `limit`. */
   fetch(topic: string, group: string, partition: number, afterSeq: number, limit: number): Promise<Delivery[]>;

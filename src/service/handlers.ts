@@ -127,4 +127,5 @@ function observe(worker: Worker, logger: Logger): void {
   worker.on('order-violation', (e) => logger.error({ 'botqueue.partition': e.partition, 'botqueue.seq': e.seq }, 'per-key order violation (must never happen)'));
   worker.on('assigned', (e) => logger.debug({ 'botqueue.partition': e.partition, 'botqueue.fence': e.fence }, 'partition assigned'));
   worker.on('released', (e) => logger.debug({ 'botqueue.partition': e.partition }, 'partition released'));
+  worker.on('deferred', (e) => logger.debug({ 'botqueue.partition': e.partition, 'botqueue.delay_ms': e.delayMs, 'botqueue.deferrals': e.deferrals }, 'message deferred (RetryLater)'));
 }

@@ -19,7 +19,7 @@
  *
  * The PostgreSQL implementation: `postgres/index.ts`.
  */
-import type { CoordinateRequest, CoordinateResult, DeadLetter, DeadLetterFilter, DeadLetterListOptions, TopicInfo, TopicSettings } from '../brokers/broker.js';
+import type { MemberReport, CoordinateRequest, CoordinateResult, DeadLetter, DeadLetterFilter, DeadLetterListOptions, TopicInfo, TopicSettings } from '../brokers/broker.js';
 
 /** What the owner of a partition holds unacked in memory, reported at each heartbeat for stats. */
 export interface HeldReport {
@@ -70,6 +70,7 @@ export interface StoredGroup {
   group: string;
   controlVersion: number;
   orderViolations: number;
+  deferrals: number;
 }
 
 export interface StoredLease {
@@ -121,6 +122,9 @@ export interface CoordinationStore {
    * member's owned leases for stats.
    */
   coordinate(request: CoordinateRequest, held: Record<number, HeldReport>): Promise<CoordinateResult>;
+
+  /** A member's report for stats (Broker.report): in flight on the leases it owns, counters added to the group's. */
+  reportMember(report: MemberReport): Promise<void>;
 
   /**
    * Stores what the member holds unacked per partition, on the leases it still owns (others are

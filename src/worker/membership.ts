@@ -10,14 +10,15 @@ const FAST_TICK_MS = 100;
 
 /**
  * The worker's place in its group: heartbeats that renew its leases, the balanced share of
- * partitions it should own, and taking, giving back and losing them. Order violations ride on
- * the heartbeat to the group's stats.
+ * partitions it should own, and taking, giving back and losing them. After each heartbeat it
+ * reports what the group's stats show of it (in flight, order violations, deferrals).
  */
 export class Membership {
   private partitions = 0;
   private members: string[] = [];
   private controlVersion = -1;
   private unreportedViolations = 0;
+  private unreportedDeferrals = 0;
   private violationsSeen = 0;
   private tickTimer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
@@ -89,6 +90,8 @@ export class Membership {
 
   /** Gives every partition back and leaves the group. On failure the leases expire on their own; nothing is lost. */
   async leave(): Promise<void> {
+    // The last counters first, while the member still owns its partitions.
+    await this.report({}).catch((error: unknown) => this.instrumentation.reportError(error));
     try {
       await this.broker.coordinate({
         topic: this.topic,
@@ -97,14 +100,34 @@ export class Membership {
         leaseMs: this.options.leaseMs,
         acquire: [],
         release: [...this.reader.runs.keys()],
-        inFlight: {},
-        orderViolations: this.unreportedViolations,
         leaving: true,
       });
-      this.unreportedViolations = 0;
     } catch (error) {
       this.instrumentation.reportError(error);
     }
+  }
+
+  /**
+   * Reports in flight per owned partition and the counters gathered since the last report
+   * (kept for the next one if this fails). Stats only: separate from the lease protocol.
+   */
+  private async report(inFlight: Record<number, number>): Promise<void> {
+    const orderViolations = this.unreportedViolations;
+    const deferrals = this.unreportedDeferrals;
+    this.unreportedViolations = 0;
+    this.unreportedDeferrals = 0;
+    try {
+      await this.broker.report({ topic: this.topic, group: this.group, member: this.member, inFlight, orderViolations, deferrals });
+    } catch (error) {
+      this.unreportedViolations += orderViolations;
+      this.unreportedDeferrals += deferrals;
+      throw error;
+    }
+  }
+
+  /** Counts a RetryLater deferral; the next report adds it to the group's stats. */
+  recordDeferral(): void {
+    this.unreportedDeferrals++;
   }
 
   private get heartbeatMs(): number {
@@ -132,24 +155,10 @@ export class Membership {
     // The first call only announces this member, so that workers starting together do not all grab every partition.
     const joining = this.members.length === 0;
     const acquire = joining ? [] : [...desired].filter((p) => !runs.has(p));
-    const inFlight: Record<number, number> = {};
-    for (const run of runs.values()) inFlight[run.partition] = run.inFlight;
-    const violations = this.unreportedViolations;
-    this.unreportedViolations = 0;
     let result;
     try {
-      result = await this.broker.coordinate({
-        topic: this.topic,
-        group: this.group,
-        member: this.member,
-        leaseMs: this.options.leaseMs,
-        acquire,
-        release,
-        inFlight,
-        orderViolations: violations,
-      });
+      result = await this.broker.coordinate({ topic: this.topic, group: this.group, member: this.member, leaseMs: this.options.leaseMs, acquire, release });
     } catch (error) {
-      this.unreportedViolations += violations;
       this.scheduleTick(Math.min(1_000, this.heartbeatMs));
       throw error;
     }
@@ -179,6 +188,10 @@ export class Membership {
     const unsettled = membersChanged || nowDesired.some((p) => !runs.has(p)) || [...runs.values()].some((r) => r.revoking);
     this.scheduleTick(joining ? 0 : unsettled ? FAST_TICK_MS : this.heartbeatMs);
     this.reader.pumpFetch();
+    const inFlight: Record<number, number> = {};
+    for (const run of runs.values()) inFlight[run.partition] = run.inFlight;
+    // The next heartbeat is already scheduled; a failed report keeps its counters for the next one.
+    await this.report(inFlight);
   }
 
   private adopt(partition: number, fence: number): void {

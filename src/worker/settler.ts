@@ -135,6 +135,7 @@ export class Settler {
     if (settled === 'gone') return DONE;
     const deferrals = ++item.deferrals;
     this.deferralCount++;
+    this.membership.recordDeferral();
     this.instrumentation.emitIfListened('deferred', () => ({
       topic: this.topic,
       group: this.group,

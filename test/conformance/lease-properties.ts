@@ -77,7 +77,6 @@ export function describeLeaseProperties(factory: BackendFactory): void {
                   const result = await broker.coordinate({
                     topic: 'lease', group: 'g', member: c.m, leaseMs: LEASE,
                     acquire: c.t === 'beat' && c.acquire ? [0] : [], release: c.t === 'release' ? [0] : [],
-                    inFlight: {}, orderViolations: 0,
                   });
                   model.members.set(c.m, now + LEASE);
                   for (const [m, until] of model.members) if (until < now) model.members.delete(m);

@@ -84,7 +84,7 @@ function pgTest(name: string, body: (env: Env) => Promise<void>): void {
 const LEASE = 10_000;
 
 function request(member: string, fields: Partial<CoordinateRequest> = {}): CoordinateRequest {
-  return { topic: 't', group: 'g', member, leaseMs: LEASE, acquire: [], release: [], inFlight: {}, orderViolations: 0, ...fields };
+  return { topic: 't', group: 'g', member, leaseMs: LEASE, acquire: [], release: [], ...fields };
 }
 
 function owned(result: { owned: Map<number, number> }): Record<number, number> {
@@ -218,11 +218,15 @@ pgTest('coordinate: validation, unknown topic, order violations and the held rep
   await rejects(store.coordinate(request('m', { leaseMs: 0 }), {}), ErrorCodes.INVALID_OPTION);
   await rejects(store.coordinate(request(''), {}), ErrorCodes.INVALID_OPTION);
 
-  await store.coordinate(request('m', { acquire: [0, 1], orderViolations: 2 }), {});
+  await store.coordinate(request('m', { acquire: [0, 1] }), {});
+  await store.reportMember({ topic: 't', group: 'g', member: 'm', inFlight: {}, orderViolations: 2, deferrals: 0 });
   const held: Record<number, HeldReport> = { 1: { count: 3, oldestPublishedAt: 123 } };
-  await store.coordinate(request('m', { inFlight: { 0: 5 }, orderViolations: 1 }), held);
+  await store.coordinate(request('m'), held);
+  await store.reportMember({ topic: 't', group: 'g', member: 'm', inFlight: { 0: 5 }, orderViolations: 1, deferrals: 4 });
+  await store.reportMember({ topic: 't', group: 'g', member: 'other', inFlight: { 1: 9 }, orderViolations: 0, deferrals: 0 });
   const [g] = await store.groupSnapshots('t');
   assert.equal(g?.orderViolations, 3);
+  assert.equal(g?.deferrals, 4);
   assert.deepEqual(g?.leases, [
     { partition: 0, owner: 'm', inFlight: 5, held: { count: 0, oldestPublishedAt: 0 } },
     { partition: 1, owner: 'm', inFlight: 0, held: { count: 3, oldestPublishedAt: 123 } },
@@ -562,9 +566,11 @@ pgTest('groupSnapshots: members, live leases, dead letters and parked keys per g
   await store.ensureTopic('t', { partitions: 3, dedupWindowMs: 60_000 });
   await store.ensureGroup('t', 'b');
   await store.ensureGroup('t', 'B');
-  await store.coordinate(request('m1', { group: 'b', acquire: [0], inFlight: { 0: 2 } }), { 0: { count: 4, oldestPublishedAt: 50 } });
+  await store.coordinate(request('m1', { group: 'b', acquire: [0] }), { 0: { count: 4, oldestPublishedAt: 50 } });
+  await store.reportMember({ topic: 't', group: 'b', member: 'm1', inFlight: { 0: 2 }, orderViolations: 0, deferrals: 0 });
   clock.advance(LEASE / 2);
-  await store.coordinate(request('m2', { group: 'b', acquire: [1], inFlight: { 1: 1 } }), {});
+  await store.coordinate(request('m2', { group: 'b', acquire: [1] }), {});
+  await store.reportMember({ topic: 't', group: 'b', member: 'm2', inFlight: { 1: 1 }, orderViolations: 0, deferrals: 0 });
   await store.addDeadLetters([
     letter({ group: 'b', id: 'x1', key: 'k', parked: true }),
     letter({ group: 'b', id: 'x2', key: 'k', parked: true }),
@@ -585,6 +591,7 @@ pgTest('groupSnapshots: members, live leases, dead letters and parked keys per g
     group: 'B',
     controlVersion: 0,
     orderViolations: 0,
+    deferrals: 0,
     members: 0,
     leases: [0, 1, 2].map((partition) => ({ partition, owner: null, inFlight: 0, held: { count: 0, oldestPublishedAt: 0 } })),
     deadLetters: 1,

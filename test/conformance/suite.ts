@@ -434,6 +434,8 @@ export function describeConformance(factory: BackendFactory): void {
         ]);
         assert.equal(retried, 0, 'a deferral is not a retry');
         assert.equal(worker.deferrals, 2);
+        const [stats] = await bq.stats('t5b');
+        assert.equal(stats?.groups[0]?.deferrals, 2, 'deferrals are counted in the group\'s stats');
         assert.equal((await bq.deadLetters.list({ topic: 't5b' })).length, 0);
       });
 

@@ -3,7 +3,7 @@
  * step. A lease whose time has passed is only taken over, never revoked by time alone: the
  * fence changes when the owner changes, not when the clock moves.
  */
-import type { CoordinateRequest, CoordinateResult } from '../broker.js';
+import type { CoordinateRequest, CoordinateResult, MemberReport } from '../broker.js';
 import type { GroupState } from './state.js';
 
 export function coordinateGroup(group: GroupState, request: CoordinateRequest, now: number): CoordinateResult {
@@ -21,10 +21,9 @@ export function coordinateGroup(group: GroupState, request: CoordinateRequest, n
     if (assignment?.owner === member) release(assignment);
   }
 
-  for (const [partition, assignment] of assignments.entries()) {
+  for (const assignment of assignments) {
     if (assignment.owner !== member) continue;
     assignment.leaseUntil = leaseUntil;
-    assignment.inFlight = request.inFlight[partition] ?? 0;
   }
 
   for (const partition of request.acquire) {
@@ -34,10 +33,8 @@ export function coordinateGroup(group: GroupState, request: CoordinateRequest, n
     assignment.owner = member;
     assignment.fence += 1;
     assignment.leaseUntil = leaseUntil;
-    assignment.inFlight = request.inFlight[partition] ?? 0;
+    assignment.inFlight = 0;
   }
-
-  group.orderViolations += request.orderViolations;
 
   if (request.leaving === true) {
     for (const assignment of assignments) {
@@ -58,4 +55,13 @@ function release(assignment: GroupState['assignments'][number]): void {
   assignment.owner = null;
   assignment.leaseUntil = 0;
   assignment.inFlight = 0;
+}
+
+/** A member's report for stats: in flight on the partitions it owns, counters added to the group's. */
+export function reportMember(group: GroupState, report: MemberReport): void {
+  for (const [partition, assignment] of group.assignments.entries()) {
+    if (assignment.owner === report.member) assignment.inFlight = report.inFlight[partition] ?? 0;
+  }
+  group.orderViolations += report.orderViolations;
+  group.deferrals += report.deferrals;
 }

@@ -12,6 +12,7 @@ import type {
   BrokerCapabilities,
   CoordinateRequest,
   CoordinateResult,
+  MemberReport,
   DeadLetter,
   DeadLetterFilter,
   DeadLetterListOptions,
@@ -27,7 +28,7 @@ import { checkName } from '../../core/envelope.js';
 import { BotqueueError, ErrorCodes } from '../../core/errors.js';
 import { validateOptions } from '../../core/options.js';
 import { checkCoordinate, checkFilter, checkListOptions, checkPartition } from './checks.js';
-import { coordinateGroup } from './coordinate.js';
+import { coordinateGroup, reportMember } from './coordinate.js';
 import { DeadLetterStore } from './dead-letters.js';
 import { publishMessages } from './publish.js';
 import { purgeDeadLetters, redriveDeadLetters } from './redrive.js';
@@ -111,6 +112,13 @@ export class MemoryBroker implements Broker {
       // A member may coordinate before anyone called ensureGroup: the group is created then.
       const group = state.groups.get(request.group) ?? createGroup(state, checkName('group', request.group));
       return coordinateGroup(group, request, this.now());
+    });
+  }
+
+  report(report: MemberReport): Promise<void> {
+    return this.run(() => {
+      const group = this.topic(report.topic, 'report on').groups.get(report.group);
+      if (group !== undefined) reportMember(group, report);
     });
   }
 

@@ -52,6 +52,8 @@ export interface GroupState {
   readonly parkedKeys: Map<string, number>;
   controlVersion: number;
   orderViolations: number;
+  /** RetryLater deferrals reported by the group's members. */
+  deferrals: number;
   deadLetters: number;
 }
 
@@ -88,6 +90,7 @@ export function createGroup(topic: TopicState, name: string): GroupState {
     parkedKeys: new Map(),
     controlVersion: 0,
     orderViolations: 0,
+    deferrals: 0,
     deadLetters: 0,
   };
   for (const message of topic.messages.values()) addPending(group, message, message.notBefore);

@@ -33,6 +33,7 @@ function groupStats(group: GroupState, now: number): GroupStats {
     parkedKeys: group.parkedKeys.size,
     members,
     orderViolations: group.orderViolations,
+    deferrals: group.deferrals,
     partitions,
   };
 }

@@ -17,6 +17,7 @@ import type {
   Delivery,
   GroupStats,
   Lease,
+  MemberReport,
   PartitionStats,
   SettleOutcome,
   Settlement,
@@ -455,6 +456,11 @@ export class RabbitmqBroker implements Broker {
     return { members: result.members, owned, controlVersion: result.controlVersion, partitions: result.partitions };
   }
 
+  async report(report: MemberReport): Promise<void> {
+    this.checkOpen();
+    await this.store.reportMember(report);
+  }
+
   /** An operator redrove or purged parked messages: update the ones held here before the worker reads them again. */
   private async refreshParked(topic: string, group: string, partitions: number): Promise<void> {
     for (let p = 0; p < partitions; p++) {
@@ -697,6 +703,7 @@ export class RabbitmqBroker implements Broker {
           parkedKeys: snapshot.parkedKeys,
           members: snapshot.members,
           orderViolations: snapshot.orderViolations,
+          deferrals: snapshot.deferrals,
           partitions,
         };
       }),

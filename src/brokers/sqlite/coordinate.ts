@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import { BotqueueError, ErrorCodes } from '../../core/errors.js';
-import type { CoordinateRequest, CoordinateResult } from '../broker.js';
+import type { CoordinateRequest, CoordinateResult, MemberReport } from '../broker.js';
 import type { Catalog } from './catalog.js';
 import { unknownTopic } from './errors.js';
 import type { Clock } from './options.js';
@@ -24,9 +24,10 @@ export class Coordinator {
   private readonly deleteMember: Database.Statement<[number, string]>;
   private readonly releaseOne: Database.Statement<[number, number, string]>;
   private readonly releaseAll: Database.Statement<[number, string]>;
-  private readonly renew: Database.Statement<[number, number, number, number, string]>;
-  private readonly take: Database.Statement<[string, number, number, number, number, string, number]>;
-  private readonly addViolations: Database.Statement<[number, number]>;
+  private readonly renew: Database.Statement<[number, number, number, string]>;
+  private readonly take: Database.Statement<[string, number, number, number, string, number]>;
+  private readonly reportInFlight: Database.Statement<[number, number, number, string]>;
+  private readonly addCounters: Database.Statement<[number, number, number]>;
   private readonly readMembers: Database.Statement<[number, number], string>;
   private readonly readOwned: Database.Statement<[number, string], [number, number]>;
   private readonly readControlVersion: Database.Statement<[number], number>;
@@ -44,14 +45,15 @@ export class Coordinator {
     this.deleteMember = db.prepare('DELETE FROM members WHERE gid = ? AND member = ?');
     this.releaseOne = db.prepare('UPDATE assignments SET owner = NULL, lease_until = 0, in_flight = 0 WHERE gid = ? AND partition = ? AND owner = ?');
     this.releaseAll = db.prepare('UPDATE assignments SET owner = NULL, lease_until = 0, in_flight = 0 WHERE gid = ? AND owner = ?');
-    this.renew = db.prepare('UPDATE assignments SET lease_until = ?, in_flight = ? WHERE gid = ? AND partition = ? AND owner = ?');
+    this.renew = db.prepare('UPDATE assignments SET lease_until = ? WHERE gid = ? AND partition = ? AND owner = ?');
     // The member's own partitions were renewed just before, so they never match here: taking
     // back an expired lease nobody else took keeps its fence.
     this.take = db.prepare(
-      `UPDATE assignments SET owner = ?, fence = fence + 1, lease_until = ?, in_flight = ?
+      `UPDATE assignments SET owner = ?, fence = fence + 1, lease_until = ?, in_flight = 0
        WHERE gid = ? AND partition = ? AND (owner IS NULL OR (owner <> ? AND lease_until <= ?))`,
     );
-    this.addViolations = db.prepare('UPDATE groups SET order_violations = order_violations + ? WHERE gid = ?');
+    this.reportInFlight = db.prepare('UPDATE assignments SET in_flight = ? WHERE gid = ? AND partition = ? AND owner = ?');
+    this.addCounters = db.prepare('UPDATE groups SET order_violations = order_violations + ?, deferrals = deferrals + ? WHERE gid = ?');
     this.readMembers = db.prepare<[number, number], string>('SELECT member FROM members WHERE gid = ? AND expires_at > ?').pluck();
     this.readOwned = db.prepare<[number, string], [number, number]>('SELECT partition, fence FROM assignments WHERE gid = ? AND owner = ?').raw();
     this.readControlVersion = db.prepare<[number], number>('SELECT control_version FROM groups WHERE gid = ?').pluck();
@@ -76,12 +78,11 @@ export class Coordinator {
     this.deleteExpiredMembers.run(gid, now);
     for (const partition of request.release) this.releaseOne.run(gid, partition, member);
     for (const [partition] of this.readOwned.all(gid, member)) {
-      this.renew.run(until, request.inFlight[partition] ?? 0, gid, partition, member);
+      this.renew.run(until, gid, partition, member);
     }
     if (request.leaving !== true) {
-      for (const partition of request.acquire) this.take.run(member, until, request.inFlight[partition] ?? 0, gid, partition, member, now);
+      for (const partition of request.acquire) this.take.run(member, until, gid, partition, member, now);
     }
-    if (request.orderViolations > 0) this.addViolations.run(request.orderViolations, gid);
     if (request.leaving === true) {
       this.releaseAll.run(gid, member);
       this.deleteMember.run(gid, member);
@@ -91,6 +92,14 @@ export class Coordinator {
     const owned = new Map<number, number>();
     for (const [partition, fence] of this.readOwned.all(gid, member)) owned.set(partition, fence);
     return { members, owned, controlVersion: this.readControlVersion.get(gid)!, partitions: topic.partitions };
+  }
+
+  /** A member's report for stats: in flight on the partitions it owns, counters added to the group's. */
+  report(_tx: WriteTx, report: MemberReport): void {
+    const gid = this.catalog.group(report.topic, report.group)?.gid;
+    if (gid === undefined) return;
+    for (const [partition, count] of Object.entries(report.inFlight)) this.reportInFlight.run(count, gid, Number(partition), report.member);
+    if (report.orderViolations > 0 || report.deferrals > 0) this.addCounters.run(report.orderViolations, report.deferrals, gid);
   }
 }
 

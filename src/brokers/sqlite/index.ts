@@ -16,6 +16,7 @@ import type {
   BrokerCapabilities,
   CoordinateRequest,
   CoordinateResult,
+  MemberReport,
   DeadLetter,
   DeadLetterFilter,
   DeadLetterListOptions,
@@ -141,6 +142,10 @@ export class SqliteBroker implements Broker {
       this.publisher.check(topic, messages);
       return this.write(messages.length, `publish to topic "${topic}"`, (tx) => this.publisher.publish(tx, topic, messages));
     });
+  }
+
+  report(report: MemberReport): Promise<void> {
+    return this.guard('report', () => this.write(1, `report member "${report.member}"`, (tx) => this.coordinator.report(tx, report)));
   }
 
   coordinate(request: CoordinateRequest): Promise<CoordinateResult> {

@@ -32,7 +32,7 @@ import type { ResolvedSqliteOptions } from './options.js';
  * - `dead_letters.dlq_id` is AUTOINCREMENT: an id an operator saw is never given to another
  *   dead letter after a purge.
  */
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 const DDL = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS groups (
   created_at INTEGER NOT NULL,
   control_version INTEGER NOT NULL DEFAULT 0,
   order_violations INTEGER NOT NULL DEFAULT 0,
+  deferrals INTEGER NOT NULL DEFAULT 0,
   UNIQUE (tid, name)
 );
 
@@ -146,6 +147,9 @@ CREATE TABLE IF NOT EXISTS effects (
 CREATE INDEX IF NOT EXISTS effects_expiry ON effects (expires_at);
 `;
 
+/** Version 1 → 2: RetryLater deferrals counted per group. */
+const UPGRADE_FROM_1 = 'ALTER TABLE groups ADD COLUMN deferrals INTEGER NOT NULL DEFAULT 0';
+
 function migrate(db: Database.Database): void {
   const version = db.pragma('user_version', { simple: true }) as number;
   if (version === SCHEMA_VERSION) return;
@@ -158,6 +162,9 @@ function migrate(db: Database.Database): void {
   // BEGIN IMMEDIATE: two processes opening a new file at once create the tables one after the other.
   db.exec('BEGIN IMMEDIATE');
   try {
+    // Read again under the lock: another process may have migrated meanwhile.
+    const current = db.pragma('user_version', { simple: true }) as number;
+    if (current === 1) db.exec(UPGRADE_FROM_1);
     db.exec(DDL);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
     db.exec('COMMIT');

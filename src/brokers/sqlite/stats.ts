@@ -4,7 +4,7 @@ import { sumPartitions } from '../partition-stats.js';
 import type { Catalog, TopicRow } from './catalog.js';
 import type { Clock } from './options.js';
 
-type GroupRow = [gid: number, name: string, orderViolations: number];
+type GroupRow = [gid: number, name: string, orderViolations: number, deferrals: number];
 type BacklogRow = [partition: number, count: number, oldestSeq: number];
 type AssignmentRow = [partition: number, owner: string | null, leaseUntil: number, inFlight: number];
 
@@ -30,7 +30,7 @@ export class Stats {
     now: Clock,
   ) {
     this.retained = db.prepare<[number], number>('SELECT count(*) FROM messages WHERE tid = ?').pluck();
-    this.groups = db.prepare<[number], GroupRow>('SELECT gid, name, order_violations FROM groups WHERE tid = ? ORDER BY name').raw();
+    this.groups = db.prepare<[number], GroupRow>('SELECT gid, name, order_violations, deferrals FROM groups WHERE tid = ? ORDER BY name').raw();
     this.backlog = db.prepare<[number], BacklogRow>('SELECT partition, count(*), min(seq) FROM pending WHERE gid = ? GROUP BY partition').raw();
     this.publishedAt = db.prepare<[number], number>('SELECT published_at FROM messages WHERE seq = ?').pluck();
     this.assignments = db.prepare<[number], AssignmentRow>('SELECT partition, owner, lease_until, in_flight FROM assignments WHERE gid = ?').raw();
@@ -53,11 +53,11 @@ export class Stats {
   }
 
   private topicStats(topic: TopicRow, now: number): TopicStats {
-    const groups = this.groups.all(topic.tid).map(([gid, name, orderViolations]) => this.groupStats(topic, gid, name, orderViolations, now));
+    const groups = this.groups.all(topic.tid).map(([gid, name, orderViolations, deferrals]) => this.groupStats(topic, gid, name, orderViolations, deferrals, now));
     return { topic: topic.name, partitions: topic.partitions, retained: this.retained.get(topic.tid)!, groups };
   }
 
-  private groupStats(topic: TopicRow, gid: number, name: string, orderViolations: number, now: number): GroupStats {
+  private groupStats(topic: TopicRow, gid: number, name: string, orderViolations: number, deferrals: number, now: number): GroupStats {
     const partitions: PartitionStats[] = [];
     for (let p = 0; p < topic.partitions; p++) partitions.push({ partition: p, backlog: 0, inFlight: 0, oldestAgeMs: 0, owner: null });
     for (const [p, count, oldestSeq] of this.backlog.all(gid)) {
@@ -80,6 +80,7 @@ export class Stats {
       parkedKeys: this.parkedKeys.get(gid)!,
       members: this.members.get(gid, now)!,
       orderViolations,
+      deferrals,
       partitions,
     };
   }

@@ -9,7 +9,7 @@
  * `pg` is loaded only when a store is opened: users of the other backends never need it.
  */
 import type { Pool } from 'pg';
-import type { CoordinateRequest, CoordinateResult, DeadLetter, DeadLetterFilter, DeadLetterListOptions, TopicInfo, TopicSettings } from '../../brokers/broker.js';
+import type { MemberReport, CoordinateRequest, CoordinateResult, DeadLetter, DeadLetterFilter, DeadLetterListOptions, TopicInfo, TopicSettings } from '../../brokers/broker.js';
 import { redactUrl } from '../../core/redact.js';
 import type { CoordinationStore, DedupEntry, DedupOutcome, GroupSnapshot, HeldReport, MessageFailure, MessageState, NewDeadLetter } from '../store.js';
 import * as backfill from './backfill.js';
@@ -144,6 +144,10 @@ export class PostgresStore implements CoordinationStore {
   }
 
   // ---- Coordination (leases.ts) ------------------------------------------------------
+
+  reportMember(report: MemberReport): Promise<void> {
+    return leases.reportMember(this.ctx, report);
+  }
 
   coordinate(request: CoordinateRequest, held: Record<number, HeldReport>): Promise<CoordinateResult> {
     return leases.coordinate(this.ctx, request, held);

@@ -2,16 +2,15 @@
  * Membership and partition leases: coordinate (heartbeat, renewal, release and acquisition in
  * one transaction, fences growing on every change of owner) and the held reports for stats.
  */
-import type { CoordinateRequest, CoordinateResult } from '../../brokers/broker.js';
+import type { CoordinateRequest, CoordinateResult, MemberReport } from '../../brokers/broker.js';
 import type { HeldReport } from '../store.js';
 import { clockSql, compare, type Queryable, type StoreContext } from './database.js';
 import { invalid } from './errors.js';
 import { createGroup, requireTopic } from './topics.js';
 
-/** `in_flight` and the held report of a lease from the member's JSON reports (`$5`, `$6`), keyed by partition. */
-const REPORTED_COLUMNS = `in_flight = COALESCE(($5::jsonb ->> partition::text)::int, 0),
-  held_count = COALESCE(($6::jsonb -> partition::text ->> 'count')::int, 0),
-  held_oldest = COALESCE(($6::jsonb -> partition::text ->> 'oldestPublishedAt')::bigint, 0)`;
+/** The held report of a lease from the member's JSON report (`$5`), keyed by partition. */
+const HELD_COLUMNS = `held_count = COALESCE(($5::jsonb -> partition::text ->> 'count')::int, 0),
+  held_oldest = COALESCE(($5::jsonb -> partition::text ->> 'oldestPublishedAt')::bigint, 0)`;
 
 export async function coordinate(ctx: StoreContext, request: CoordinateRequest, held: Record<number, HeldReport>): Promise<CoordinateResult> {
   const where = `coordinate ${request.topic}/${request.group}`;
@@ -26,7 +25,6 @@ export async function coordinate(ctx: StoreContext, request: CoordinateRequest, 
     const leaseMs = Math.max(1, Math.round(request.leaseMs));
     const now = await heartbeat(ctx, db, key, leaseMs);
     const until = now + leaseMs;
-    const reports = JSON.stringify(request.inFlight);
     const heldReports = JSON.stringify(held);
 
     await db.query(`DELETE FROM ${ctx.t.members} WHERE topic = $1 AND grp = $2 AND expires_at <= $3`, [request.topic, request.group, now]);
@@ -34,25 +32,18 @@ export async function coordinate(ctx: StoreContext, request: CoordinateRequest, 
       await db.query(`${releaseSql(ctx)} AND owner = $3 AND partition = ANY($4::int[])`, [...key, request.release]);
     }
     await db.query(
-      `UPDATE ${ctx.t.leases} SET lease_until = $4, ${REPORTED_COLUMNS}
+      `UPDATE ${ctx.t.leases} SET lease_until = $4, ${HELD_COLUMNS}
        WHERE topic = $1 AND grp = $2 AND owner = $3`,
-      [...key, until, reports, heldReports],
+      [...key, until, heldReports],
     );
     if (request.leaving !== true && request.acquire.length > 0) {
       // The member's own partitions were renewed just before and never match here: taking
       // back an expired lease nobody else took keeps its fence.
       await db.query(
-        `UPDATE ${ctx.t.leases} SET owner = $3, fence = fence + 1, lease_until = $4, ${REPORTED_COLUMNS}
-         WHERE topic = $1 AND grp = $2 AND partition = ANY($7::int[]) AND (owner IS NULL OR (owner <> $3 AND lease_until <= $8))`,
-        [...key, until, reports, heldReports, request.acquire, now],
+        `UPDATE ${ctx.t.leases} SET owner = $3, fence = fence + 1, lease_until = $4, in_flight = 0, ${HELD_COLUMNS}
+         WHERE topic = $1 AND grp = $2 AND partition = ANY($6::int[]) AND (owner IS NULL OR (owner <> $3 AND lease_until <= $7))`,
+        [...key, until, heldReports, request.acquire, now],
       );
-    }
-    if (request.orderViolations > 0) {
-      await db.query(`UPDATE ${ctx.t.groups} SET order_violations = order_violations + $3 WHERE topic = $1 AND name = $2`, [
-        request.topic,
-        request.group,
-        Math.round(request.orderViolations),
-      ]);
     }
     if (request.leaving === true) {
       await db.query(`${releaseSql(ctx)} AND owner = $3`, key);
@@ -132,4 +123,27 @@ function checkPartitions(request: CoordinateRequest, partitions: number, where: 
       throw invalid(where, `partition ${String(partition)} is outside 0-${partitions - 1}`, 'partition');
     }
   }
+}
+
+/** A member's report for stats: in flight on the leases it owns, counters added to the group's. */
+export async function reportMember(ctx: StoreContext, report: MemberReport): Promise<void> {
+  const where = `report member "${report.member}" of ${report.topic}/${report.group}`;
+  await ctx.transaction(where, async (db) => {
+    const partitions = Object.keys(report.inFlight).map(Number);
+    if (partitions.length > 0) {
+      await db.query(
+        `UPDATE ${ctx.t.leases} SET in_flight = COALESCE(($4::jsonb ->> partition::text)::int, 0)
+         WHERE topic = $1 AND grp = $2 AND owner = $3 AND partition = ANY($5::int[])`,
+        [report.topic, report.group, report.member, JSON.stringify(report.inFlight), partitions],
+      );
+    }
+    if (report.orderViolations > 0 || report.deferrals > 0) {
+      await db.query(`UPDATE ${ctx.t.groups} SET order_violations = order_violations + $3, deferrals = deferrals + $4 WHERE topic = $1 AND name = $2`, [
+        report.topic,
+        report.group,
+        Math.round(report.orderViolations),
+        Math.round(report.deferrals),
+      ]);
+    }
+  });
 }

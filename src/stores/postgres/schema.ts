@@ -119,6 +119,8 @@ export function schemaStatements(s: string): string[] {
     // each; `backfill_copied` names the ids copied so far, so a copier that died is carried on
     // without copying twice (src/brokers/rabbitmq/backfill.ts). Groups of earlier versions: false.
     `ALTER TABLE ${s}.groups ADD COLUMN IF NOT EXISTS backfill_pending BOOLEAN NOT NULL DEFAULT false`,
+    // RetryLater deferrals reported by the group's members (stats).
+    `ALTER TABLE ${s}.groups ADD COLUMN IF NOT EXISTS deferrals BIGINT NOT NULL DEFAULT 0`,
     `CREATE TABLE IF NOT EXISTS ${s}.backfill_copied (
        topic TEXT NOT NULL,
        grp TEXT NOT NULL,

@@ -24,8 +24,8 @@ export async function groupSnapshots(ctx: StoreContext, topic: string): Promise<
       const topicRow = head.rows[0];
       if (topicRow === undefined) return [];
       const { partitions, now } = topicRow;
-      const groups = await db.query<{ name: string; control_version: number; order_violations: number }>(
-        `SELECT name, control_version, order_violations FROM ${ctx.t.groups} WHERE topic = $1`,
+      const groups = await db.query<{ name: string; control_version: number; order_violations: number; deferrals: number }>(
+        `SELECT name, control_version, order_violations, deferrals FROM ${ctx.t.groups} WHERE topic = $1`,
         [topic],
       );
       const members = await db.query<{ grp: string; n: number }>(
@@ -51,6 +51,7 @@ export async function groupSnapshots(ctx: StoreContext, topic: string): Promise<
           group: g.name,
           controlVersion: g.control_version,
           orderViolations: g.order_violations,
+          deferrals: g.deferrals,
           members: memberCounts.get(g.name) ?? 0,
           leases: snapshotLeases(
             partitions,
