@@ -69,7 +69,7 @@ describe('botqueue stats', () => {
     const groups = topic.groups as Record<string, unknown>[];
     assert.equal(groups.length, 1);
     const group = groups[0]!;
-    assert.deepEqual(Object.keys(group), ['group', 'backlog', 'inFlight', 'oldestAgeMs', 'deadLetters', 'parkedKeys', 'members', 'orderViolations', 'partitions']);
+    assert.deepEqual(Object.keys(group), ['group', 'backlog', 'inFlight', 'oldestAgeMs', 'deadLetters', 'parkedKeys', 'members', 'orderViolations', 'deferrals', 'partitions']);
     assert.deepEqual(
       [group.group, group.backlog, group.inFlight, group.deadLetters, group.parkedKeys, group.members, group.orderViolations],
       ['billing', 3, 0, 0, 0, 0, 0],
