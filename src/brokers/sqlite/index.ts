@@ -75,6 +75,16 @@ export class SqliteBroker implements Broker {
   private closed = false;
   private closing: Promise<void> | undefined;
 
+  /**
+   * The durability settings in force on this broker's connection, read back from SQLite (not
+   * from the options asked for): what a test or an operator checks against the contract.
+   */
+  settingsInForce(): { journalMode: string; synchronous: 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA' } {
+    const journalMode = String(this.db.pragma('journal_mode', { simple: true }));
+    const level = Number(this.db.pragma('synchronous', { simple: true }));
+    return { journalMode, synchronous: (['OFF', 'NORMAL', 'FULL', 'EXTRA'] as const)[level] ?? 'OFF' };
+  }
+
   /** Opens (creating when missing, with its directory) the file at `path`. */
   constructor(path: string, options?: SqliteOptions) {
     const settings = resolveSqliteOptions('openSqlite', options);

@@ -174,6 +174,9 @@ function migrate(db: Database.Database): void {
   }
 }
 
+/** `PRAGMA synchronous` levels as SQLite reports them. */
+const SYNCHRONOUS_LEVELS = { NORMAL: 1, FULL: 2 } as const;
+
 /** Opens (creating when missing) the file with botqueue's settings and schema. */
 export function openDatabase(path: string, options: ResolvedSqliteOptions): Database.Database {
   const db = new Database(path, { timeout: options.busyTimeoutMs });
@@ -187,6 +190,12 @@ export function openDatabase(path: string, options: ResolvedSqliteOptions): Data
     // NORMAL (opt-in) syncs only at checkpoints: it may lose the last commits on a power loss,
     // but never on a process crash or kill -9, since the WAL is already in the OS.
     db.pragma(`synchronous = ${options.synchronous}`);
+    // Read back: better-sqlite3 is built with SQLITE_DEFAULT_WAL_SYNCHRONOUS=1 (NORMAL), so a
+    // setting that silently did not apply would weaken "stored before acknowledged" unseen.
+    const level = Number(db.pragma('synchronous', { simple: true }));
+    if (level !== SYNCHRONOUS_LEVELS[options.synchronous]) {
+      throw new BotqueueError(ErrorCodes.BROKER_UNAVAILABLE, `SQLite did not apply synchronous=${options.synchronous} on ${path} (it reports level ${level})`);
+    }
     db.pragma('foreign_keys = OFF');
     db.pragma('temp_store = MEMORY');
     db.pragma('cache_size = -32768');
