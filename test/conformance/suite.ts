@@ -141,7 +141,10 @@ export function describeConformance(factory: BackendFactory): void {
         await waitFor('healthy worker handles the message after the lease expired', () => handledBy.includes('healthy'), 5_000);
         release.resolve();
         frozen.resume();
-        await lost.promise; // the zombie's settle was refused with its stale fence
+        await lost.promise;
+        // The zombie's settle reached the broker with its stale fence and was refused.
+        await waitFor('the zombie tried to settle', () => frozen.settleOutcomes.length > 0, 5_000);
+        assert.deepEqual(frozen.settleOutcomes, ['fenced'], 'the stale worker\'s settlement is refused, not applied');
         await waitFor('settled once', async () => (await backlog(bq, 't2', 'g')) === 0);
         const [stats] = await bq.stats('t2');
         assert.equal(stats?.groups[0]?.deadLetters, 0);
