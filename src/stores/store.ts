@@ -15,7 +15,7 @@
  *
  * Times: every method that compares or stores a time uses the store's clock: the injected
  * `now` when a test gives one, otherwise the database server's clock, so that hosts compare
- * times through one clock (DESIGN §5).
+ * times through one clock (docs/rabbitmq.md, "Why a shared store").
  *
  * The PostgreSQL implementation: `postgres/index.ts`.
  */

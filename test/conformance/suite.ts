@@ -1,5 +1,5 @@
 /**
- * The delivery contract (DESIGN.md section 2), one section per point, run unchanged against
+ * The delivery contract (docs/contract.md), one section per point, run unchanged against
  * every backend through the public API. A backend passes when this whole file passes.
  */
 import assert from 'node:assert/strict';
