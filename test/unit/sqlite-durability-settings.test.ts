@@ -44,7 +44,8 @@ test('connect() with the default settings runs WAL with synchronous=FULL, on a n
 test('synchronous=NORMAL only when the URL asks for it', async () => {
   const bq = await connect(`sqlite:${join(dir, 'normal.db')}?synchronous=NORMAL`);
   try {
-    assert.deepEqual((bq.broker as SqliteBroker).settingsInForce(), { journalMode: 'wal', synchronous: 'NORMAL' });
+    assert.ok(bq.broker instanceof SqliteBroker);
+    assert.deepEqual(bq.broker.settingsInForce(), { journalMode: 'wal', synchronous: 'NORMAL' });
   } finally {
     await bq.close();
   }
