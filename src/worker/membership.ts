@@ -19,6 +19,8 @@ export class Membership {
   private controlVersion = -1;
   private unreportedViolations = 0;
   private unreportedDeferrals = 0;
+  /** The last report that reached the broker said nothing is in flight and counted nothing. */
+  private reportedIdle = false;
   private violationsSeen = 0;
   private tickTimer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
@@ -114,11 +116,17 @@ export class Membership {
   private async report(inFlight: Record<number, number>): Promise<void> {
     const orderViolations = this.unreportedViolations;
     const deferrals = this.unreportedDeferrals;
+    // An idle member's report changes nothing once made (backends zero in-flight counts on every
+    // change of owner): one write per heartbeat saved, e.g. a SQLite transaction.
+    const idle = orderViolations === 0 && deferrals === 0 && Object.values(inFlight).every((n) => n === 0);
+    if (idle && this.reportedIdle) return;
     this.unreportedViolations = 0;
     this.unreportedDeferrals = 0;
     try {
       await this.broker.report({ topic: this.topic, group: this.group, member: this.member, inFlight, orderViolations, deferrals });
+      this.reportedIdle = idle;
     } catch (error) {
+      this.reportedIdle = false;
       this.unreportedViolations += orderViolations;
       this.unreportedDeferrals += deferrals;
       throw error;

@@ -152,9 +152,10 @@ export class RabbitmqBroker implements Broker {
       }
       await Promise.all(
         [...batches.values()].map((b) =>
-          this.store.reportHeld(b.topic, b.group, b.member, b.held).catch(() => {
+          this.store.reportHeld(b.topic, b.group, b.member, b.held).catch((error: unknown) => {
             // Written again at the next report: forget what was thought written.
             for (const p of Object.keys(b.held)) this.heldReported.delete(this.names.partitionQueue(b.topic, b.group, Number(p)));
+            this.events.failed(`report what ${b.topic}/${b.group} holds`, error);
           }),
         ),
       );
@@ -210,13 +211,12 @@ export class RabbitmqBroker implements Broker {
       // The group's queues exist, unbound, until they have their copy of the unclaimed backlog
       // (bound earlier, newer messages would come before older copies); see backfill.ts.
       await this.topology.declareGroup(topic, group, info.partitions, false);
+      // Unreadable counts as waiting: the background path below retries and reports failures.
       const waiting = await this.topology.readyCount(this.names.unclaimedQueue(topic)).catch(() => 1);
       if (waiting === 0) {
         // Nothing to copy (the group was declared before anything was published, as `botqueue
         // start` does): bind now, so a publish right after this call reaches the group.
-        await this.store.withLock(`unclaimed:${topic}`, async () => {
-          if (await this.store.backfillPending(topic, group)) await backfillGroup(this.backfillParts(), topic, group, () => this.bindGroup(topic, group, info.partitions));
-        });
+        await this.store.withLock(`unclaimed:${topic}`, this.backfillIfPending(topic, group, info.partitions));
         await this.bindGroup(topic, group, info.partitions);
       } else {
         // A backlog: workers consume the copies as they arrive, so the copy runs in the
@@ -241,16 +241,12 @@ export class RabbitmqBroker implements Broker {
   private startBackfill(topic: string, group: string, partitions: number): void {
     const id = `${topic}\u0000${group}`;
     if (this.backfills.has(id)) return;
-    const parts = this.backfillParts();
-    const bind = (): Promise<void> => this.bindGroup(topic, group, partitions);
     const run = async (): Promise<void> => {
       for (let delay = BACKFILL_POLL_MS; !this.closed; delay = Math.min(5_000, delay * 2)) {
         try {
-          const attempt = await this.store.tryWithLock(`unclaimed:${topic}`, async () => {
-            if (await this.store.backfillPending(topic, group)) await backfillGroup(parts, topic, group, bind);
-          });
+          const attempt = await this.store.tryWithLock(`unclaimed:${topic}`, this.backfillIfPending(topic, group, partitions));
           if (attempt.ran || !(await this.store.backfillPending(topic, group))) {
-            await bind();
+            await this.bindGroup(topic, group, partitions);
             return;
           }
           delay = BACKFILL_POLL_MS; // someone is copying: keep looking often
@@ -265,8 +261,13 @@ export class RabbitmqBroker implements Broker {
     this.backfills.set(id, task);
   }
 
-  private backfillParts(): BackfillParts {
-    return { connection: this.connection, publisher: this.publisher, store: this.store, names: this.names, readyCount: (queue: string) => this.topology.readyCount(queue) };
+  /** The work to run under the topic's unclaimed lock: the copy, unless another process finished it meanwhile. */
+  private backfillIfPending(topic: string, group: string, partitions: number): () => Promise<void> {
+    return async () => {
+      if (!(await this.store.backfillPending(topic, group))) return;
+      const parts: BackfillParts = { connection: this.connection, publisher: this.publisher, store: this.store, names: this.names, readyCount: (queue) => this.topology.readyCount(queue) };
+      await backfillGroup(parts, topic, group, () => this.bindGroup(topic, group, partitions));
+    };
   }
 
   /** Binds the group's partition queues to the topic's exchange: from now on publishes reach them. */
