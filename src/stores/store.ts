@@ -108,8 +108,25 @@ export interface CoordinationStore {
   backfillPending(topic: string, group: string): Promise<boolean>;
   /** Of these ids, the ones already copied to the group by a backfill. */
   copiedIds(topic: string, group: string, ids: string[]): Promise<Set<string>>;
-  /** Records ids copied to the group (after RabbitMQ confirmed the copies). */
-  recordCopied(topic: string, group: string, ids: string[]): Promise<void>;
+  /**
+   * Announces a batch of copies before they are published. `clean` is false when the backfill
+   * is carried on after a copier died mid-batch (see `unrecordedBatches`).
+   */
+  beginCopyBatch(topic: string, group: string, batch: string, clean: boolean): Promise<void>;
+  /** Batches begun and never recorded: a copier died between their publish and their record. */
+  unrecordedBatches(topic: string, group: string): Promise<number>;
+  /**
+   * Records ids copied to the group by one batch (after RabbitMQ confirmed the copies), and the
+   * batch as recorded, in one transaction.
+   */
+  recordCopied(topic: string, group: string, ids: string[], batch: string): Promise<void>;
+  /** Of these batches, the ones recorded and clean: their copies have no twin. */
+  cleanBatches(topic: string, group: string, batches: string[]): Promise<Set<string>>;
+  /**
+   * Claims each id for the copy of it in `batch` (first claim wins, atomically). Returns the
+   * ids whose claim belongs to another batch: those copies are twins to drop.
+   */
+  claimCopies(topic: string, group: string, claims: Array<{ id: string; batch: string }>): Promise<Set<string>>;
   /** The group has its copy of everything: clears the flag and forgets the copied ids. */
   finishBackfill(topic: string, group: string): Promise<void>;
   listGroups(topic: string): Promise<string[]>;

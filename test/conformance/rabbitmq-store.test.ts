@@ -682,14 +682,33 @@ pgTest('backfill: a new group is pending until finished; copied ids are recorded
   await store.ensureTopic('t', { partitions: 2, dedupWindowMs: 60_000 });
   assert.equal((await store.ensureGroup('t', 'g')).backfillPending, true);
   assert.equal(await store.backfillPending('t', 'g'), true);
-  await store.recordCopied('t', 'g', ['a', 'b']);
-  await store.recordCopied('t', 'g', ['b', 'c']);
+  await store.beginCopyBatch('t', 'g', 'batch-1', true);
+  await store.recordCopied('t', 'g', ['a', 'b'], 'batch-1');
+  await store.beginCopyBatch('t', 'g', 'batch-2', true);
+  assert.equal(await store.unrecordedBatches('t', 'g'), 1, 'begun, not recorded');
+  assert.deepEqual([...(await store.cleanBatches('t', 'g', ['batch-1', 'batch-2']))], ['batch-1'], 'only recorded batches are clean');
+  await store.beginCopyBatch('t', 'g', 'batch-3', false);
+  await store.recordCopied('t', 'g', ['b', 'c'], 'batch-3');
   assert.deepEqual([...(await store.copiedIds('t', 'g', ['a', 'c', 'd']))].sort(), ['a', 'c']);
+  assert.deepEqual([...(await store.cleanBatches('t', 'g', ['batch-1', 'batch-2', 'batch-3']))], ['batch-1'], 'a batch made after a death is not clean');
   assert.deepEqual([...(await store.copiedIds('t', 'other', ['a']))], [], 'per group');
   await store.finishBackfill('t', 'g');
   assert.equal(await store.backfillPending('t', 'g'), false);
   assert.deepEqual(await store.ensureGroup('t', 'g'), { created: false, backfillPending: false });
   assert.deepEqual([...(await store.copiedIds('t', 'g', ['a', 'b', 'c']))], []);
+});
+
+pgTest('backfill claims: the first copy of an id to claim it wins, its redelivery still passes, a twin from another batch does not', async ({ open }) => {
+  const store = await open();
+  await store.ensureTopic('t', { partitions: 2, dedupWindowMs: 60_000 });
+  await store.ensureGroup('t', 'g');
+  assert.deepEqual([...(await store.claimCopies('t', 'g', [{ id: 'a', batch: 'x' }, { id: 'b', batch: 'x' }]))], []);
+  assert.deepEqual([...(await store.claimCopies('t', 'g', [{ id: 'a', batch: 'x' }]))], [], 'the same copy delivered again');
+  assert.deepEqual([...(await store.claimCopies('t', 'g', [{ id: 'a', batch: 'y' }, { id: 'c', batch: 'y' }]))], ['a'], 'the twin of a is refused, c is new');
+  assert.deepEqual([...(await store.claimCopies('t', 'other', [{ id: 'a', batch: 'y' }]))], [], 'per group');
+  // Claims outlive the backfill: twins may still wait in the queues.
+  await store.finishBackfill('t', 'g');
+  assert.deepEqual([...(await store.claimCopies('t', 'g', [{ id: 'a', batch: 'z' }]))], ['a']);
 });
 
 pgTest('reportHeld writes the held counts of the leases the member owns, and of no other', async ({ open }) => {

@@ -10,12 +10,14 @@
  * two confirms each, copied 200–350 messages/s: a 6,000-message backlog held the group's
  * workers back for 15–30 s, and one of them — the copier — never joined while it copied.)
  *
- * A crash mid-copy loses nothing and doubles nothing it can avoid: the group stays marked
- * "backfilling" in the store until done, and the ids copied so far are written to the store
- * after their copies were confirmed and before the originals are acked. Whoever next opens the
- * group (the store's lock passes on when the copier's connection dies) carries on and skips
- * what the ledger names. Only a crash between a confirm and its ledger write copies those
- * messages again (at least once: the worker handles them as redeliveries).
+ * A crash mid-copy loses nothing and doubles nothing: the group stays marked "backfilling" in
+ * the store until done, and the ids copied so far are written to the store after their copies
+ * were confirmed and before the originals are acked. Whoever next opens the group (the store's
+ * lock passes on when the copier's connection dies) carries on and skips what the ledger names.
+ * A crash between a batch's publish and its ledger write makes the next copier copy that batch
+ * again, so some ids then have two copies in the group's queues, the second behind newer
+ * messages of their key. Each copy carries its batch (COPY_BATCH_HEADER), and a consumer lets
+ * only one copy of an id through: see copy-claims.ts.
  */
 import { randomUUID } from 'node:crypto';
 import type { ConsumeMessage } from 'amqplib';
@@ -24,7 +26,7 @@ import { decodeMessage } from './message-codec.js';
 import type { Names } from './names.js';
 import type { ConfirmPublisher, Outgoing } from './publisher.js';
 import type { CoordinationStore } from '../../stores/store.js';
-import { MARKER_HEADER } from './topology.js';
+import { COPY_BATCH_HEADER, MARKER_HEADER } from './topology.js';
 
 /** Deliveries a pass holds unacked at once: the most one batch can be. */
 const PASS_PREFETCH = 4_000;
@@ -62,10 +64,12 @@ export async function backfillGroup(parts: BackfillParts, topic: string, group: 
   const queue = parts.names.unclaimedQueue(topic);
   // A pass puts back what it saw: more than that in the queue afterwards arrived during it.
   const arrivedDuring = async (pass: PassResult): Promise<boolean> => (await parts.readyCount(queue)) > pass.seen;
+  // A copier died mid-batch before: the copies this run makes may have twins (copy-claims.ts).
+  const clean = (await parts.store.unrecordedBatches(topic, group)) === 0;
   let copied = 0;
   let last: PassResult = { seen: 0, copied: 0 };
   for (let pass = 0; pass < MAX_PASSES; pass++) {
-    const result = await copyPass(parts, topic, group);
+    const result = await copyPass(parts, topic, group, clean);
     copied += result.copied;
     last = result;
     if (!(await arrivedDuring(result))) break;
@@ -76,13 +80,13 @@ export async function backfillGroup(parts: BackfillParts, topic: string, group: 
   // (the ledger skips what was copied before). The one window left: a key with messages on
   // both sides of the bind within that moment may see its newer one first (docs/rabbitmq.md).
   await new Promise((resolve) => setTimeout(resolve, SETTLE_AFTER_BIND_MS));
-  if (await arrivedDuring(last)) copied += (await copyPass(parts, topic, group)).copied;
+  if (await arrivedDuring(last)) copied += (await copyPass(parts, topic, group, clean)).copied;
   await parts.store.finishBackfill(topic, group);
   return copied;
 }
 
 /** One rotation of the unclaimed queue (see the module comment). */
-export async function copyPass(parts: BackfillParts, topic: string, group: string): Promise<PassResult> {
+export async function copyPass(parts: BackfillParts, topic: string, group: string, clean: boolean): Promise<PassResult> {
   const { connection, publisher, store, names } = parts;
   const queue = names.unclaimedQueue(topic);
   const putBackTo = names.unclaimedExchange(topic);
@@ -114,6 +118,7 @@ export async function copyPass(parts: BackfillParts, topic: string, group: strin
           const decoded = mine.map((m) => (m.properties.headers?.[MARKER_HEADER] === undefined ? decodeMessage(m.properties, m.content) : undefined));
           const ids = decoded.flatMap((d) => (d === undefined ? [] : [d.id]));
           const done = ids.length === 0 ? new Set<string>() : await store.copiedIds(topic, group, ids);
+          const batchId = randomUUID();
           const outgoing: Outgoing[] = [];
           const newlyCopied: string[] = [];
           for (let i = 0; i < mine.length; i++) {
@@ -122,17 +127,21 @@ export async function copyPass(parts: BackfillParts, topic: string, group: strin
             if (message.properties.headers?.[MARKER_HEADER] !== undefined) continue;
             result.seen++;
             // The unclaimed queue's own delivery count must not follow the copy into a group's queue.
-            const { 'x-delivery-count': _count, ...headers } = message.properties.headers ?? {};
+            const { 'x-delivery-count': _count, [COPY_BATCH_HEADER]: _batch, ...headers } = message.properties.headers ?? {};
             const properties = { ...message.properties, headers, persistent: true };
             const d = decoded[i];
+            // `done` also catches an id seen twice in the queue (put back by a copier that died before its ack).
             if (d !== undefined && !done.has(d.id)) {
-              outgoing.push({ exchange: '', routingKey: names.partitionQueue(topic, group, d.partition), content: message.content, properties });
+              done.add(d.id);
+              const copy = { ...properties, headers: { ...headers, [COPY_BATCH_HEADER]: batchId } };
+              outgoing.push({ exchange: '', routingKey: names.partitionQueue(topic, group, d.partition), content: message.content, properties: copy });
               newlyCopied.push(d.id);
             }
             outgoing.push({ exchange: putBackTo, routingKey: '', content: message.content, properties });
           }
+          if (newlyCopied.length > 0) await store.beginCopyBatch(topic, group, batchId, clean);
           await publisher.publishAll(outgoing);
-          if (newlyCopied.length > 0) await store.recordCopied(topic, group, newlyCopied);
+          if (newlyCopied.length > 0) await store.recordCopied(topic, group, newlyCopied, batchId);
           result.copied += newlyCopied.length;
           channel.ack(mine.at(-1)!, true);
           if (end !== -1) {

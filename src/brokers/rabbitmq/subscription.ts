@@ -14,6 +14,7 @@
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Delivery } from '../broker.js';
 import { closeChannel, type AmqpConnection } from './connection.js';
+import { CopyClaims } from './copy-claims.js';
 import { HeldDeliveries } from './held-deliveries.js';
 import { decodeMessage } from './message-codec.js';
 import type { CoordinationStore, MessageState } from '../../stores/store.js';
@@ -32,6 +33,7 @@ interface Held {
 /** Ids whose ack may have been lost with a channel, remembered so their redelivery is dropped (bounded). */
 const MAX_SUSPECT_ACKS = 4_096;
 const NO_STATES: ReadonlyMap<string, MessageState> = new Map();
+const NO_TWINS: ReadonlySet<number> = new Set();
 
 export interface SubscriptionHooks {
   /** New deliveries are held (the worker should fetch). */
@@ -64,6 +66,7 @@ export class PartitionSubscription {
   private readonly waiters = new Set<() => void>();
   /** Times the channel was lost; part of the fence, so the worker starts over after a loss. */
   losses = 0;
+  private readonly copies: CopyClaims;
 
   constructor(
     private readonly connection: AmqpConnection,
@@ -74,7 +77,9 @@ export class PartitionSubscription {
     readonly queue: string,
     private readonly prefetch: number,
     private readonly hooks: SubscriptionHooks,
-  ) {}
+  ) {
+    this.copies = new CopyClaims(store, topic, group);
+  }
 
   get size(): number {
     return this.entries.size;
@@ -172,20 +177,24 @@ export class PartitionSubscription {
           if (batch[i]!.fields.redelivered && id !== undefined) redelivered.push(id);
         }
         let states = NO_STATES;
-        if (redelivered.length > 0) {
-          for (;;) {
-            try {
-              states = await this.store.getMessageStates(this.topic, this.group, redelivered);
-              break;
-            } catch (error) {
-              this.hooks.error(error);
-              await new Promise((resolve) => setTimeout(resolve, 500));
-              if (this.channel !== channel) return;
-            }
+        let twins: ReadonlySet<number> = NO_TWINS;
+        for (;;) {
+          try {
+            if (redelivered.length > 0) states = await this.store.getMessageStates(this.topic, this.group, redelivered);
+            twins = await this.copies.twins(batch, decoded.map((d) => d?.id));
+            break;
+          } catch (error) {
+            this.hooks.error(error);
+            await new Promise((resolve) => setTimeout(resolve, 500));
+            if (this.channel !== channel) return;
           }
         }
         if (this.channel !== channel) return;
-        for (let i = 0; i < batch.length; i++) this.hold(channel, batch[i]!, decoded[i], states);
+        for (let i = 0; i < batch.length; i++) {
+          // A backfill's second copy of a message (copy-claims.ts): the first one is handled.
+          if (twins.has(i)) channel.ack(batch[i]!);
+          else this.hold(channel, batch[i]!, decoded[i], states);
+        }
         this.hooks.arrived(this.partition);
         this.wake();
       }

@@ -15,6 +15,8 @@ import type { Names } from './names.js';
 
 /** Header of the marker a copier appends to the unclaimed queue to know where it ends. */
 export const MARKER_HEADER = 'bq-marker';
+/** On a backfill's copy: the batch it was copied in (see backfill.ts and copy-claims.ts). */
+export const COPY_BATCH_HEADER = 'bq-copy-batch';
 
 export interface QueueArguments {
   deliveryLimit: number;

@@ -45,7 +45,7 @@ export interface Queryable {
 }
 
 /** The store's tables, by the names the code uses. */
-export type Tables = Record<'topics' | 'groups' | 'members' | 'leases' | 'dedup' | 'effects' | 'states' | 'deadLetters' | 'backfillCopied', string>;
+export type Tables = Record<'topics' | 'groups' | 'members' | 'leases' | 'dedup' | 'effects' | 'states' | 'deadLetters' | 'backfillCopied' | 'backfillBatches' | 'backfillClaims', string>;
 
 /**
  * What every part of the store works with: the pool, the table names, the clock and the two
@@ -72,6 +72,8 @@ export class StoreContext {
       states: q('message_states'),
       deadLetters: q('dead_letters'),
       backfillCopied: q('backfill_copied'),
+      backfillBatches: q('backfill_batches'),
+      backfillClaims: q('backfill_claims'),
     };
   }
 

@@ -131,8 +131,24 @@ export class PostgresStore implements CoordinationStore {
     return backfill.copiedIds(this.ctx, topic, group, ids);
   }
 
-  recordCopied(topic: string, group: string, ids: string[]): Promise<void> {
-    return backfill.recordCopied(this.ctx, topic, group, ids);
+  recordCopied(topic: string, group: string, ids: string[], batch: string): Promise<void> {
+    return backfill.recordCopied(this.ctx, topic, group, ids, batch);
+  }
+
+  beginCopyBatch(topic: string, group: string, batch: string, clean: boolean): Promise<void> {
+    return backfill.beginCopyBatch(this.ctx, topic, group, batch, clean);
+  }
+
+  unrecordedBatches(topic: string, group: string): Promise<number> {
+    return backfill.unrecordedBatches(this.ctx, topic, group);
+  }
+
+  cleanBatches(topic: string, group: string, batches: string[]): Promise<Set<string>> {
+    return backfill.cleanBatches(this.ctx, topic, group, batches);
+  }
+
+  claimCopies(topic: string, group: string, claims: Array<{ id: string; batch: string }>): Promise<Set<string>> {
+    return backfill.claimCopies(this.ctx, topic, group, claims);
   }
 
   finishBackfill(topic: string, group: string): Promise<void> {

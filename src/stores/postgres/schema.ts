@@ -127,5 +127,27 @@ export function schemaStatements(s: string): string[] {
        id TEXT NOT NULL,
        PRIMARY KEY (topic, grp, id)
      )`,
+    // The batches of a backfill, written before their copies are published and marked
+    // `recorded` with the ledger. A copy carries its batch. A copy of a batch that is not
+    // recorded, or that a copier made after another died mid-batch (not `clean`), may have a
+    // twin, so a consumer claims it in `backfill_claims` first: the first copy of an id to claim
+    // it is handled, any other is dropped (src/brokers/rabbitmq/copy-claims.ts).
+    `CREATE TABLE IF NOT EXISTS ${s}.backfill_batches (
+       topic TEXT NOT NULL,
+       grp TEXT NOT NULL,
+       batch TEXT NOT NULL,
+       clean BOOLEAN NOT NULL,
+       recorded BOOLEAN NOT NULL,
+       started_at BIGINT NOT NULL,
+       PRIMARY KEY (topic, grp, batch)
+     )`,
+    `CREATE TABLE IF NOT EXISTS ${s}.backfill_claims (
+       topic TEXT NOT NULL,
+       grp TEXT NOT NULL,
+       id TEXT NOT NULL,
+       batch TEXT NOT NULL,
+       claimed_at BIGINT NOT NULL,
+       PRIMARY KEY (topic, grp, id)
+     )`,
   ];
 }
