@@ -13,6 +13,7 @@ import { closeHttpServer, createHttpServer, listen } from './http.js';
 import { logClientEvents } from './client-log.js';
 import type { Logger } from './logger.js';
 import { Supervisor } from './supervisor.js';
+import { TelegramPoller } from '../gateway/telegram-poller.js';
 
 export interface ServiceOptions {
   config: BotqueueConfig;
@@ -48,6 +49,7 @@ export class Service {
   private app: FastifyInstance | undefined;
   private handlers: RunningHandlers | undefined;
   private supervisor: Supervisor | undefined;
+  private poller: TelegramPoller | undefined;
   private stopping = false;
   private starting: Promise<StartedService> | undefined;
 
@@ -104,6 +106,11 @@ export class Service {
     if (started.status === 'rejected') throw started.reason;
     if (listening.status === 'rejected') throw listening.reason;
     this.checkNotStopping();
+    const polling = config.webhooks?.telegramPolling;
+    if (polling !== undefined) {
+      this.poller = new TelegramPoller({ bq, ...polling, logger: logger.child({ 'botqueue.component': 'telegram-poller' }) });
+      this.poller.start();
+    }
     return { ...listening.value, keptDedupWindows, workerPids: this.workerPids };
   }
 
@@ -130,7 +137,9 @@ export class Service {
       const app = this.app;
       const handlers = this.handlers;
       const supervisor = this.supervisor;
+      const poller = this.poller;
       await Promise.all([
+        poller === undefined ? undefined : step('the Telegram poller', () => poller.stop()),
         app === undefined ? undefined : step('the HTTP server', () => closeHttpServer(app)),
         handlers === undefined
           ? undefined

@@ -141,7 +141,7 @@ export function genericHeaders(body: string | Buffer, ts = nowS(), secret: strin
 }
 
 /** A Telegram message update, as the Bot API sends it. */
-export function telegramUpdate(updateId: number, chatId: number, text: string): Record<string, unknown> {
+export function telegramUpdate(updateId: number, chatId: number, text: string): Record<string, unknown> & { update_id: number } {
   return {
     update_id: updateId,
     message: {
