@@ -65,13 +65,14 @@ function rawBody(request: FastifyRequest): Buffer {
   return Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
 }
 
-function signatureRefusal(failure: SignatureFailure, what: string): Refusal {
+/** `headers`: what must be sent; `mismatch`: what a wrong one means, naming the setting to check. */
+function signatureRefusal(failure: SignatureFailure, headers: string, mismatch: string): Refusal {
   const message =
     failure === 'stale_timestamp'
-      ? `the request's timestamp is more than 5 minutes from this server's clock (a replay, or a clock to fix)`
+      ? `the request's timestamp is more than 5 minutes from this server's clock (a replay, or a clock to fix); nothing was stored`
       : failure === 'missing_signature'
-        ? `the request carries no ${what}`
-        : `the ${what} does not match the body (check the configured secret)`;
+        ? `the request carries no ${headers}; nothing was stored`
+        : `${mismatch}; nothing was stored`;
   return new Refusal(401, failure, SIGNATURE_CODE, message);
 }
 
@@ -173,7 +174,7 @@ export function registerWebhookRoutes(app: FastifyInstance, options: WebhookRout
     if (telegram) {
       const onUpdate = handle<FastifyRequest<{ Params: { bot?: string } }>>('telegram', async (request, reply, receivedAt) => {
         const failure = checkTelegram(header(request, 'x-telegram-bot-api-secret-token'), telegram.secretToken);
-        if (failure) throw signatureRefusal(failure, 'X-Telegram-Bot-Api-Secret-Token header equal to TELEGRAM_SECRET_TOKEN');
+        if (failure) throw signatureRefusal(failure, 'X-Telegram-Bot-Api-Secret-Token header', 'the X-Telegram-Bot-Api-Secret-Token header is not TELEGRAM_SECRET_TOKEN (the secret_token given to setWebhook)');
         const bot = request.params.bot ?? DEFAULT_TELEGRAM_BOT;
         if (!TELEGRAM_BOT_NAME.test(bot)) throw new Refusal(400, 'not_an_update', HttpErrorCodes.INVALID_BODY, 'the bot name in /webhooks/telegram/:bot must be 1-64 characters of A-Z, a-z, 0-9, _ and -');
         requireMediaType(request, ['application/json']);
@@ -193,7 +194,7 @@ export function registerWebhookRoutes(app: FastifyInstance, options: WebhookRout
         handle('slack', async (request, reply, receivedAt) => {
           const body = rawBody(request);
           const failure = checkSlack(header(request, 'x-slack-signature'), header(request, 'x-slack-request-timestamp'), body, slack.signingSecret, nowS());
-          if (failure) throw signatureRefusal(failure, 'X-Slack-Signature (v0) with its X-Slack-Request-Timestamp');
+          if (failure) throw signatureRefusal(failure, 'X-Slack-Signature and X-Slack-Request-Timestamp headers', 'X-Slack-Signature is not the v0 HMAC of the timestamp and body with SLACK_SIGNING_SECRET');
           const type = requireMediaType(request, ['application/json', 'application/x-www-form-urlencoded']);
           let parsed: unknown;
           try {
@@ -220,7 +221,7 @@ export function registerWebhookRoutes(app: FastifyInstance, options: WebhookRout
           const body = rawBody(request);
           // Discord probes with bad signatures and removes an endpoint that accepts one: 401 always.
           const failure = checkDiscord(header(request, 'x-signature-ed25519'), header(request, 'x-signature-timestamp'), body, key, nowS());
-          if (failure) throw signatureRefusal(failure, 'X-Signature-Ed25519 with its X-Signature-Timestamp');
+          if (failure) throw signatureRefusal(failure, 'X-Signature-Ed25519 and X-Signature-Timestamp headers', 'X-Signature-Ed25519 is not a signature of the timestamp and body by DISCORD_PUBLIC_KEY');
           requireMediaType(request, ['application/json']);
           const answer = discordRequest(parse(body), { topic: discord.topic, receivedAt });
           if (answer.kind === 'ping') return reply.code(200).send({ type: 1 });
@@ -258,7 +259,7 @@ export function registerWebhookRoutes(app: FastifyInstance, options: WebhookRout
         handle('whatsapp', async (request, reply, receivedAt) => {
           const body = rawBody(request);
           const failure = checkWhatsApp(header(request, 'x-hub-signature-256'), body, whatsapp.appSecret);
-          if (failure) throw signatureRefusal(failure, 'X-Hub-Signature-256 (HMAC of the body with WHATSAPP_APP_SECRET)');
+          if (failure) throw signatureRefusal(failure, 'X-Hub-Signature-256 header', 'X-Hub-Signature-256 is not the HMAC of the body with WHATSAPP_APP_SECRET');
           requireMediaType(request, ['application/json']);
           await store(whatsappMessages(parse(body), { topic: whatsapp.topic, receivedAt }));
           return reply.code(200).send();
@@ -275,7 +276,7 @@ export function registerWebhookRoutes(app: FastifyInstance, options: WebhookRout
           const body = rawBody(request);
           const signature = header(request, 'x-botqueue-signature');
           const failure = checkGeneric(signature, header(request, 'x-botqueue-timestamp'), body, generic.secret, nowS());
-          if (failure) throw signatureRefusal(failure, 'X-Botqueue-Signature (sha256=HMAC of "<timestamp>.<body>") with its X-Botqueue-Timestamp');
+          if (failure) throw signatureRefusal(failure, 'X-Botqueue-Signature and X-Botqueue-Timestamp headers', 'X-Botqueue-Signature is not sha256=<HMAC of "<timestamp>.<body>" with BOTQUEUE_WEBHOOK_SECRET>');
           const topic = request.params.topic;
           try {
             checkName('topic', topic);
