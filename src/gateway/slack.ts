@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { isObject, parseJsonBody } from './body.js';
 import { notAnUpdate, platformHeaders, type GatewayMessage } from './message.js';
 
-export type SlackRequest = { kind: 'url_verification'; challenge: string } | { kind: 'message'; message: GatewayMessage };
+export type SlackRequest = { kind: 'url_verification'; challenge: string } | { kind: 'ssl_check' } | { kind: 'message'; message: GatewayMessage };
 
 function text(value: unknown): string | undefined {
   return typeof value === 'string' && value !== '' && value.length <= 200 ? value : undefined;
@@ -36,6 +36,8 @@ export function slackRequest(parsed: Record<string, unknown>, rawBody: Buffer, o
     if (challenge === undefined) throw notAnUpdate('a url_verification request needs a challenge string');
     return { kind: 'url_verification', challenge };
   }
+  // Slack checking a slash command's certificate: answered 200, nothing to store.
+  if (parsed.ssl_check === '1') return { kind: 'ssl_check' };
   // Events API: the event is inside; slash commands and interactivity have the fields at the top.
   const event = isObject(parsed.event) ? parsed.event : parsed;
   const team = teamOf(parsed) ?? teamOf(event);

@@ -14,6 +14,7 @@ import { logClientEvents } from './client-log.js';
 import type { Logger } from './logger.js';
 import { Supervisor } from './supervisor.js';
 import { TelegramPoller } from '../gateway/telegram-poller.js';
+import { WebhookRejections } from '../gateway/rejections.js';
 
 export interface ServiceOptions {
   config: BotqueueConfig;
@@ -89,7 +90,9 @@ export class Service {
     }
     this.checkNotStopping();
 
-    this.app = createHttpServer({ bq, config, logger, shuttingDown: () => this.stopping });
+    // One count of refused webhook updates for the routes and the Telegram poller alike.
+    const webhookRejections = new WebhookRejections();
+    this.app = createHttpServer({ bq, config, logger, shuttingDown: () => this.stopping, webhookRejections });
     const startWorkers = async (): Promise<void> => {
       if (config.handlers.length === 0 || this.stopping) return;
       if (workers === 0) {
@@ -108,7 +111,7 @@ export class Service {
     this.checkNotStopping();
     const polling = config.webhooks?.telegramPolling;
     if (polling !== undefined) {
-      this.poller = new TelegramPoller({ bq, ...polling, logger: logger.child({ 'botqueue.component': 'telegram-poller' }) });
+      this.poller = new TelegramPoller({ bq, ...polling, logger: logger.child({ 'botqueue.component': 'telegram-poller' }), rejections: webhookRejections });
       this.poller.start();
     }
     return { ...listening.value, keptDedupWindows, workerPids: this.workerPids };

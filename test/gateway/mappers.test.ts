@@ -66,6 +66,9 @@ describe('Slack, Discord, WhatsApp shapes', () => {
     assert.equal(r.kind === 'message' && r.message.key, 'slack:T1:C9');
     assert.throws(() => slackRequest({ type: 'event_callback', team_id: 'T1', event: {} }, Buffer.from('x'), { topic: 's', receivedAt: 1 }), BodyError);
   });
+  test('Slack ssl_check is answered, not stored', () => {
+    assert.equal(slackRequest({ ssl_check: '1', token: 'x' }, Buffer.from('x'), { topic: 's', receivedAt: 1 }).kind, 'ssl_check');
+  });
   test('Discord: a DM interaction (user, channel) and one without a token', () => {
     const r = discordRequest({ id: '1', type: 2, token: 't', application_id: 'a', channel: { id: 'C' }, user: { id: 'U' } }, { topic: 'd', receivedAt: 1 });
     assert.equal(r.kind === 'interaction' && r.message.key, 'discord:C');

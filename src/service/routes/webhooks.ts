@@ -205,6 +205,7 @@ export function registerWebhookRoutes(app: FastifyInstance, options: WebhookRout
           if (!isObject(parsed)) throw new Refusal(400, 'not_an_update', HttpErrorCodes.INVALID_BODY, 'a Slack request body is a JSON object or form fields');
           const answer = slackRequest(parsed, body, { topic: slack.topic, receivedAt });
           if (answer.kind === 'url_verification') return reply.code(200).send({ challenge: answer.challenge });
+          if (answer.kind === 'ssl_check') return reply.code(200).send();
           await store([answer.message]);
           return reply.code(200).send();
         }),
