@@ -94,6 +94,8 @@ test('1,000 updates of 50 chats: each handled once, each chat in order, ack p99 
   assert.deepEqual(twice, [], 'no update was handled twice');
   for (const [chat, seen] of byChat) assert.deepEqual(seen, Array.from({ length: PER_CHAT }, (_, i) => i + 1), `chat ${chat} in order`);
   assert.equal(byChat.size, CHATS);
-  // Generous: the platforms' deadline is 3 s; this machine is shared and noisy.
-  assert.ok(p99 < 2_000, `ack p99 ${p99.toFixed(1)} ms must stay far inside Slack's and Discord's 3 s`);
+  // Generous bounds (the machine is shared and noisy): once warm, far inside Slack's and
+  // Discord's 3 s; and even the cold first burst of 50 connections inside it.
+  assert.ok(percentile(laterHalf, 99) < 1_500, `warm ack p99 ${percentile(laterHalf, 99).toFixed(1)} ms must stay far inside 3 s`);
+  assert.ok(p99 < 3_000, `ack p99 ${p99.toFixed(1)} ms must stay inside the platforms' 3 s`);
 });
