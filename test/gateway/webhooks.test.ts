@@ -356,8 +356,8 @@ describe('mounting and bad input', () => {
     assert.equal(await retained(g, 't1'), 0);
   });
 
-  test('a topic at its maxBacklog answers 429 with Retry-After', async () => {
-    const g = await gateway({ topics: { telegram: { maxBacklog: 2 } } }, { backlogRefreshMs: 0 });
+  test('a topic at its maxBacklog answers 429 with Retry-After (Discord: an ephemeral try again)', async () => {
+    const g = await gateway({ topics: { telegram: { maxBacklog: 2 }, discord: { maxBacklog: 1 } } }, { backlogRefreshMs: 0 });
     await g.bq.createTopic('telegram', { partitions: 4 });
     g.bq.worker('telegram', () => new Promise(() => undefined), { group: 'stuck', concurrency: 1 });
     for (let i = 1; i <= 2; i++) assert.equal((await send(`${g.url}/webhooks/telegram`, telegramRequest(telegramUpdate(i, 1, 'x')))).status, 200);

@@ -132,8 +132,8 @@ export function registerWebhookRoutes(app: FastifyInstance, options: WebhookRout
     rejections.add(platform, refusal.reason);
     if (refusal.statusCode >= 500) reply.log.warn({ 'botqueue.platform': platform, 'event.reason': refusal.reason }, 'webhook update not stored');
     else reply.log.debug({ 'botqueue.platform': platform, 'event.reason': refusal.reason, 'http.response.status_code': refusal.statusCode }, 'webhook request refused');
-    // Discord never retries an interaction: a 5xx would only show the user a failure without a word.
-    if (platform === 'discord' && refusal.statusCode >= 500) return reply.code(200).send(TRY_AGAIN_RESPONSE);
+    // Discord never retries an interaction: a 5xx (or a 429) would only show the user a failure without a word.
+    if (platform === 'discord' && (refusal.statusCode >= 500 || refusal.reason === 'backlog_full')) return reply.code(200).send(TRY_AGAIN_RESPONSE);
     return reply
       .code(refusal.statusCode)
       .headers(refusal.headers)
