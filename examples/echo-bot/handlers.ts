@@ -1,7 +1,9 @@
 /**
  * The echo/counter bot: botqueue handlers for the `updates` topic, keyed by chat.
  *
- * For each update `{ "text": "..." }` of a chat it counts the chat's messages and "replies"
+ * Updates come as `{ "text": "..." }` published to /v1/topics/updates/messages, or as Telegram
+ * updates received on /webhooks/telegram (with TELEGRAM_SECRET_TOKEN set; the config stores
+ * them in the same topic). For each update of a chat it counts the chat's messages and "replies"
  * `#<n> <text>` by appending a line to data/echo-bot/outbox.log (a real bot would call the
  * platform's sendMessage there). It shows:
  * - per-chat order: a chat's replies are numbered #1, #2, #3 in the order its updates were
@@ -23,7 +25,9 @@ import { PermanentError, type Envelope, type HandlerContext } from 'botqueue';
 const dataDir = resolve(process.env.ECHO_BOT_DATA ?? join('data', 'echo-bot'));
 
 export async function onUpdate(message: Envelope, ctx: HandlerContext): Promise<void> {
-  const text = textOf(message.payload);
+  const text = message.headers['bq-platform'] === 'telegram' ? telegramText(message.payload) : textOf(message.payload);
+  // A Telegram update without text (a sticker, a member joining): nothing to echo.
+  if (text === undefined) return;
   if (text === '/poison') throw new PermanentError('poison message: "/poison" always fails, so it goes to the dead-letter queue');
   const chat = message.key ?? 'no-chat';
   // Each step runs once per update id: on redelivery the recorded result is returned instead.
@@ -36,6 +40,21 @@ function textOf(payload: unknown): string {
   // A malformed update will never succeed: skip the retries.
   if (typeof text !== 'string') throw new PermanentError('an update needs a payload like { "text": "hi" }');
   return text;
+}
+
+/**
+ * The text of a Telegram update (`/webhooks/telegram` stores the update whole, keyed
+ * `telegram:<bot>:<chat id>`): a message, an edit, a channel post, or a button's data.
+ */
+function telegramText(payload: unknown): string | undefined {
+  if (typeof payload !== 'object' || payload === null) return undefined;
+  const update = payload as Record<string, { text?: unknown; caption?: unknown; data?: unknown } | undefined>;
+  for (const field of ['message', 'edited_message', 'channel_post', 'edited_channel_post', 'business_message']) {
+    const text = update[field]?.text ?? update[field]?.caption;
+    if (typeof text === 'string') return text;
+  }
+  const data = update.callback_query?.data;
+  return typeof data === 'string' ? data : undefined;
 }
 
 async function incrementCounter(chat: string): Promise<number> {

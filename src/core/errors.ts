@@ -64,6 +64,10 @@ export const ErrorCodes = {
   SHUTTING_DOWN: 'BOTQUEUE_SHUTTING_DOWN',
   /** Anything unexpected; the service log has the details. */
   INTERNAL_ERROR: 'BOTQUEUE_INTERNAL_ERROR',
+  /** A platform webhook's signature (or secret token) is missing, wrong, or its timestamp outside the 5-minute window. */
+  WEBHOOK_SIGNATURE_INVALID: 'BOTQUEUE_WEBHOOK_SIGNATURE_INVALID',
+  /** WhatsApp's subscription handshake named another verify token. */
+  WEBHOOK_VERIFY_TOKEN_INVALID: 'BOTQUEUE_WEBHOOK_VERIFY_TOKEN_INVALID',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

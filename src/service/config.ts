@@ -19,6 +19,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES, checkName } from '../core/envelope.js';
 import { BotqueueError, ErrorCodes } from '../core/errors.js';
 import { DEFAULT_DEDUP_WINDOW_MS, DEFAULT_PARTITIONS, MAX_MESSAGE_BYTES_LIMIT, MAX_PARTITIONS, MIN_DEDUP_WINDOW_MS, MIN_PARTITIONS } from '../core/limits.js';
 import { resolveWorkerOptions, type FailurePolicy, type WorkerOptions } from '../worker/options.js';
+import { resolveWebhooks, type WebhooksConfig, type WebhooksConfigFile } from '../gateway/config.js';
 import { defaultExport, importModule } from './module-loader.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -73,6 +74,8 @@ export interface BotqueueConfig {
   configPath: string | undefined;
   /** HTTP settings; `loadConfig` always sets them (see `httpSettings` for a config built by hand). */
   http?: HttpConfig;
+  /** Platform webhooks (mounted only for platforms whose secret is set); `loadConfig` always sets them. */
+  webhooks?: WebhooksConfig;
 }
 
 /** What a config file's default export may hold (every field optional). */
@@ -88,6 +91,8 @@ export interface BotqueueConfigFile {
   http?: Partial<HttpConfig>;
   topics?: Record<string, Partial<TopicConfig>>;
   handlers?: Array<{ topic: string; module: string; export?: string; options?: Partial<WorkerOptions> }>;
+  /** Platform webhooks; prefer the environment for their secrets (TELEGRAM_SECRET_TOKEN, SLACK_SIGNING_SECRET...). */
+  webhooks?: WebhooksConfigFile;
 }
 
 /** Identity function that gives a JavaScript config file its types. */
@@ -199,7 +204,7 @@ interface Context {
 export function resolveConfig(raw: unknown, context: Context): BotqueueConfig {
   const { cwd, env, path, label } = context;
   const file = new FieldChecker(label);
-  const top = file.object(raw, '', ['url', 'host', 'port', 'adminToken', 'logLevel', 'shutdownTimeoutMs', 'maxMessageBytes', 'http', 'topics', 'handlers']);
+  const top = file.object(raw, '', ['url', 'host', 'port', 'adminToken', 'logLevel', 'shutdownTimeoutMs', 'maxMessageBytes', 'http', 'topics', 'handlers', 'webhooks']);
 
   const fileUrl = file.optionalString(top.url, 'url');
   const fileHost = file.optionalString(top.host, 'host');
@@ -260,6 +265,7 @@ export function resolveConfig(raw: unknown, context: Context): BotqueueConfig {
     handlers,
     configPath: path,
     http,
+    webhooks: resolveWebhooks(top.webhooks, env, label),
   };
 }
 

@@ -14,6 +14,9 @@ import type { Logger } from './logger.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerPublishRoute } from './routes/publish.js';
+import { registerWebhookRoutes } from './routes/webhooks.js';
+import { NO_WEBHOOKS } from '../gateway/config.js';
+import { WebhookRejections } from '../gateway/rejections.js';
 
 export interface HttpServerOptions {
   bq: Botqueue;
@@ -23,6 +26,8 @@ export interface HttpServerOptions {
   shuttingDown?: () => boolean;
   /** How often a topic's backlog figure is read again for its maxBacklog check, in ms. Default 1000. */
   backlogRefreshMs?: number;
+  /** Counts refused webhook requests; pass one to read it elsewhere (metrics). Default: a new one. */
+  webhookRejections?: WebhookRejections;
 }
 
 export function createHttpServer(options: HttpServerOptions): FastifyInstance {
@@ -51,7 +56,9 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
 
   registerHealthRoutes(app, { bq, shuttingDown: () => options.shuttingDown?.() ?? false });
   registerPublishRoute(app, { bq, topics: config.topics, http, gate, auth: http.publishRequiresToken ? adminAuth : undefined });
-  registerAdminRoutes(app, { bq, auth: adminAuth });
+  const webhookRejections = options.webhookRejections ?? new WebhookRejections();
+  registerAdminRoutes(app, { bq, auth: adminAuth, webhookRejections });
+  registerWebhookRoutes(app, { bq, webhooks: config.webhooks ?? NO_WEBHOOKS, gate, rejections: webhookRejections, http, topics: config.topics });
 
   app.setErrorHandler((error, request, reply) => {
     const answer = toHttpAnswer(error, { bodyLimitBytes: http.bodyLimitBytes });

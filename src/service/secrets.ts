@@ -5,8 +5,11 @@
  * message may quote a password without the URL around it.
  */
 import { passwordsOf } from '../core/redact.js';
+import { WEBHOOK_SECRET_VARIABLES, webhookSecrets, type WebhooksConfig } from '../gateway/config.js';
 
-export function settingsSecrets(env: NodeJS.ProcessEnv, config?: { url: string; adminToken?: string | undefined }): string[] {
-  const tokens = [env.BOTQUEUE_ADMIN_TOKEN, config?.adminToken].filter((token): token is string => typeof token === 'string' && token !== '');
+export function settingsSecrets(env: NodeJS.ProcessEnv, config?: { url: string; adminToken?: string | undefined; webhooks?: WebhooksConfig | undefined }): string[] {
+  // The platforms' webhook secrets and bot token too (gateway/config.ts).
+  const webhookTokens = [...WEBHOOK_SECRET_VARIABLES.map((name) => env[name]?.trim()), ...webhookSecrets(config?.webhooks)];
+  const tokens = [env.BOTQUEUE_ADMIN_TOKEN, config?.adminToken, ...webhookTokens].filter((token): token is string => typeof token === 'string' && token !== '');
   return [...new Set([...passwordsOf(env.BOTQUEUE_URL, env.BOTQUEUE_STORE_URL, config?.url), ...tokens])];
 }

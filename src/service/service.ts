@@ -13,6 +13,8 @@ import { closeHttpServer, createHttpServer, listen } from './http.js';
 import { logClientEvents } from './client-log.js';
 import type { Logger } from './logger.js';
 import { Supervisor } from './supervisor.js';
+import { TelegramPoller } from '../gateway/telegram-poller.js';
+import { WebhookRejections } from '../gateway/rejections.js';
 
 export interface ServiceOptions {
   config: BotqueueConfig;
@@ -48,6 +50,7 @@ export class Service {
   private app: FastifyInstance | undefined;
   private handlers: RunningHandlers | undefined;
   private supervisor: Supervisor | undefined;
+  private poller: TelegramPoller | undefined;
   private stopping = false;
   private starting: Promise<StartedService> | undefined;
 
@@ -87,7 +90,9 @@ export class Service {
     }
     this.checkNotStopping();
 
-    this.app = createHttpServer({ bq, config, logger, shuttingDown: () => this.stopping });
+    // One count of refused webhook updates for the routes and the Telegram poller alike.
+    const webhookRejections = new WebhookRejections();
+    this.app = createHttpServer({ bq, config, logger, shuttingDown: () => this.stopping, webhookRejections });
     const startWorkers = async (): Promise<void> => {
       if (config.handlers.length === 0 || this.stopping) return;
       if (workers === 0) {
@@ -104,6 +109,11 @@ export class Service {
     if (started.status === 'rejected') throw started.reason;
     if (listening.status === 'rejected') throw listening.reason;
     this.checkNotStopping();
+    const polling = config.webhooks?.telegramPolling;
+    if (polling !== undefined) {
+      this.poller = new TelegramPoller({ bq, ...polling, logger: logger.child({ 'botqueue.component': 'telegram-poller' }), rejections: webhookRejections });
+      this.poller.start();
+    }
     return { ...listening.value, keptDedupWindows, workerPids: this.workerPids };
   }
 
@@ -130,7 +140,9 @@ export class Service {
       const app = this.app;
       const handlers = this.handlers;
       const supervisor = this.supervisor;
+      const poller = this.poller;
       await Promise.all([
+        poller === undefined ? undefined : step('the Telegram poller', () => poller.stop()),
         app === undefined ? undefined : step('the HTTP server', () => closeHttpServer(app)),
         handlers === undefined
           ? undefined

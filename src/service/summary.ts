@@ -1,6 +1,7 @@
 /** The lines `botqueue start` prints once everything runs: where everything is. */
 import { relative } from 'node:path';
 import { redactUrl } from '../core/redact.js';
+import { mountedRoutes } from '../gateway/config.js';
 import { CONFIG_FILE_NAMES, httpSettings, isLoopback, type BotqueueConfig } from './config.js';
 import { handlerName } from './handlers.js';
 import type { StartedService } from './service.js';
@@ -21,6 +22,9 @@ export function summaryLines(config: BotqueueConfig, started: StartedService, wo
       row('warning', 'publishing is open to anyone who can reach this address; set http.publishRequiresToken: true in the config to require the token');
     }
   }
+  const webhooks = config.webhooks === undefined ? [] : mountedRoutes(config.webhooks);
+  row('webhooks', webhooks.length === 0 ? 'none mounted (set TELEGRAM_SECRET_TOKEN, SLACK_SIGNING_SECRET, DISCORD_PUBLIC_KEY, WHATSAPP_APP_SECRET or BOTQUEUE_WEBHOOK_SECRET)' : webhooks.join(' · '));
+  if (config.webhooks?.telegramPolling !== undefined) row('', `Telegram long polling (getUpdates) into topic ${config.webhooks.telegramPolling.topic}`);
   row('broker', redactUrl(config.url));
   row('config', config.configPath ?? `none found (${CONFIG_FILE_NAMES.join(', ')} in ${cwd}): defaults, no topics, no handlers`);
 

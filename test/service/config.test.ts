@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { isBotqueueError } from '../../src/index.js';
 import { isLoopback, loadConfig, resolveSqliteUrl, type BotqueueConfig } from '../../src/service/config.js';
+import { NO_WEBHOOKS } from '../../src/gateway/config.js';
 import { TEST_HANDLERS, cleanup, tempDir } from './harness.js';
 
 after(cleanup);
@@ -50,6 +51,7 @@ describe('loadConfig', () => {
       handlers: [],
       configPath: undefined,
       http: { publishRequiresToken: false, maxBatch: 1000, bodyLimitBytes: 4 * 262_144 + 65_536, allowUndeclaredTopics: true },
+      webhooks: NO_WEBHOOKS,
     } satisfies BotqueueConfig);
   });
 

@@ -11,18 +11,20 @@
 import type { FastifyInstance } from 'fastify';
 import type { Botqueue } from '../../client.js';
 import type { DeadLetter, DeadLetterFilter, DeadLetterListOptions } from '../../index.js';
+import type { WebhookRejections } from '../../gateway/rejections.js';
 import type { AuthCheck } from '../auth.js';
 import { HttpError, HttpErrorCodes } from '../http-errors.js';
 
 export const DEFAULT_DEAD_LETTER_PAGE = 100;
 export const MAX_DEAD_LETTER_PAGE = 1000;
 
-export function registerAdminRoutes(app: FastifyInstance, options: { bq: Botqueue; auth: AuthCheck }): void {
-  const { bq, auth } = options;
+export function registerAdminRoutes(app: FastifyInstance, options: { bq: Botqueue; auth: AuthCheck; webhookRejections?: WebhookRejections }): void {
+  const { bq, auth, webhookRejections } = options;
 
   app.get('/v1/stats', { preHandler: auth }, async (request) => {
     const query = readQuery(request.query, ['topic']);
-    return { topics: await bq.stats(query.topic) };
+    // `webhooks.rejected`: webhook requests this process refused, by platform and reason.
+    return { topics: await bq.stats(query.topic), webhooks: { rejected: webhookRejections?.snapshot() ?? {} } };
   });
 
   app.get('/v1/dead-letters', { preHandler: auth }, async (request) => {
