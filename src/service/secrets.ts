@@ -5,8 +5,9 @@
  * message may quote a password without the URL around it.
  */
 import { passwordsOf } from '../core/redact.js';
+import { platformSecrets } from '../outbound/env.js';
 
 export function settingsSecrets(env: NodeJS.ProcessEnv, config?: { url: string; adminToken?: string | undefined }): string[] {
   const tokens = [env.BOTQUEUE_ADMIN_TOKEN, config?.adminToken].filter((token): token is string => typeof token === 'string' && token !== '');
-  return [...new Set([...passwordsOf(env.BOTQUEUE_URL, env.BOTQUEUE_STORE_URL, config?.url), ...tokens])];
+  return [...new Set([...passwordsOf(env.BOTQUEUE_URL, env.BOTQUEUE_STORE_URL, config?.url), ...tokens, ...platformSecrets(env)])];
 }

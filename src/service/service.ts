@@ -13,6 +13,7 @@ import { closeHttpServer, createHttpServer, listen } from './http.js';
 import { logClientEvents } from './client-log.js';
 import type { Logger } from './logger.js';
 import { Supervisor } from './supervisor.js';
+import { startOutbound, type RunningOutbound } from '../outbound/index.js';
 
 export interface ServiceOptions {
   config: BotqueueConfig;
@@ -48,6 +49,8 @@ export class Service {
   private app: FastifyInstance | undefined;
   private handlers: RunningHandlers | undefined;
   private supervisor: Supervisor | undefined;
+  /** The senders of outbound.<platform> for the platforms whose credentials are set (in this process only). */
+  private outbound: RunningOutbound | undefined;
   private stopping = false;
   private starting: Promise<StartedService> | undefined;
 
@@ -86,6 +89,8 @@ export class Service {
       if (info.dedupWindowMs !== topic.dedupWindowMs) keptDedupWindows.push({ topic: name, existing: info.dedupWindowMs, configured: topic.dedupWindowMs });
     }
     this.checkNotStopping();
+    this.outbound = await startOutbound(bq, this.options.env);
+    if (this.outbound.platforms.length > 0) logger.info({ 'botqueue.senders': this.outbound.platforms }, 'outbound senders started');
 
     this.app = createHttpServer({ bq, config, logger, shuttingDown: () => this.stopping });
     const startWorkers = async (): Promise<void> => {
@@ -130,7 +135,9 @@ export class Service {
       const app = this.app;
       const handlers = this.handlers;
       const supervisor = this.supervisor;
+      const outbound = this.outbound;
       await Promise.all([
+        outbound === undefined ? undefined : step('the outbound senders', () => outbound.close()),
         app === undefined ? undefined : step('the HTTP server', () => closeHttpServer(app)),
         handlers === undefined
           ? undefined
