@@ -20,7 +20,7 @@ const fixture = fileURLToPath(new URL('./fixtures/sender-process.ts', import.met
 function startSenderProcess(file: string, apiRoot: string): Promise<ChildProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', fixture, file, apiRoot], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
-    child.stdout!.on('data', (chunk: Buffer) => {
+    child.stdout.on('data', (chunk: Buffer) => {
       if (chunk.toString().includes('ready')) resolve(child);
     });
     child.once('exit', (code) => reject(new Error(`sender process exited with ${code} before it was ready`)));
