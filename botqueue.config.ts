@@ -10,6 +10,8 @@ export default {
   topics: {
     // Chat updates, keyed by chat: one at a time per chat, in order, 32 chats at once.
     updates: { partitions: 16, onExhausted: 'dead-letter', maxBacklog: 100_000 },
+    // Telegram updates as the gateway stores them (keyed telegram:<bot>:<chat>); answered through outbound.telegram when TELEGRAM_BOT_TOKEN is set.
+    telegram: { partitions: 16, onExhausted: 'dead-letter' },
   },
   handlers: [
     {
@@ -18,5 +20,6 @@ export default {
       export: 'onUpdate',
       options: { group: 'echo-bot', concurrency: 32, maxAttempts: 5 },
     },
+    { topic: 'telegram', module: './examples/echo-bot/handlers.ts', export: 'onUpdate', options: { group: 'echo-bot', concurrency: 32, maxAttempts: 5 } },
   ],
 } satisfies BotqueueConfigFile;
