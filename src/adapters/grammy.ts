@@ -125,11 +125,11 @@ export async function runOnBotqueue<C extends Context>(bot: Bot<C>, options: Par
 function queueTransformer(bq: Botqueue, scope: AsyncLocalStorage<UpdateScope>, sending: AsyncLocalStorage<true>): Transformer {
   return (async (prev, method, payload, signal) => {
     const body = payload as Record<string, unknown> | undefined;
-    if (sending.getStore() === true || !QUEUED_METHODS.has(method) || body === undefined || !isPlainJson(body) || (typeof body.chat_id !== 'string' && typeof body.chat_id !== 'number')) {
+    if (sending.getStore() === true || !QUEUED_METHODS.has(method) || body === undefined || !isStorable(body) || (typeof body.chat_id !== 'string' && typeof body.chat_id !== 'number')) {
       return prev(method, payload, signal);
     }
     const chat = String(body.chat_id);
-    const input = outboundInput({ platform: 'telegram', chat }, body, { method });
+    const input = outboundInput({ platform: 'telegram', chat }, JSON.parse(JSON.stringify(body)) as Record<string, unknown>, { method });
     const current = scope.getStore();
     if (current !== undefined) await current.ctx.publish(outboundTopic('telegram'), input, { step: `grammy:${++current.calls}:${method}` });
     else await bq.publish(outboundTopic('telegram'), input);
@@ -146,12 +146,15 @@ function placeholder(method: string, body: Record<string, unknown>): unknown {
   return { message_id: 0, date: Math.floor(Date.now() / 1000), chat: { id: typeof chatId === 'number' ? chatId : 0, type: 'private' }, text: body.text };
 }
 
-/** Only plain JSON can be stored: an InputFile (a local upload) or another class instance goes to the API directly. */
-function isPlainJson(value: unknown): boolean {
+/**
+ * Whether a call's payload can be stored as JSON: a file to upload (grammY's InputFile, which
+ * has `toRaw`; a Buffer; a stream) cannot, and goes to the API directly. Class instances such as
+ * InlineKeyboard are stored by their JSON form (what grammY would send).
+ */
+function isStorable(value: unknown): boolean {
   if (value === null || typeof value !== 'object') return typeof value !== 'function' && typeof value !== 'symbol' && typeof value !== 'bigint';
-  const proto = Object.getPrototypeOf(value) as unknown;
-  if (proto !== Object.prototype && proto !== Array.prototype && proto !== null) return false;
-  return Object.values(value).every(isPlainJson);
+  if (value instanceof Uint8Array || typeof (value as { toRaw?: unknown }).toRaw === 'function' || typeof (value as { pipe?: unknown }).pipe === 'function') return false;
+  return Object.values(value).every(isStorable);
 }
 
 /**

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, describe, test } from 'node:test';
-import { Bot } from 'grammy';
+import { Bot, InlineKeyboard, InputFile } from 'grammy';
 import { connect } from '../../src/index.js';
 import { runOnBotqueue } from '../../src/adapters/grammy.js';
 import { startFakePlatforms } from '../support/fake-platforms.js';
@@ -75,15 +75,18 @@ describe('botqueue/grammy', () => {
       bot.on('message:text', async (ctx) => {
         const sent = await ctx.reply(`first ${ctx.message.text}`);
         assert.equal(sent.message_id, 0, 'a queued call resolves with a placeholder');
-        await ctx.reply(`second ${ctx.message.text}`);
+        await ctx.reply(`second ${ctx.message.text}`, { reply_markup: new InlineKeyboard().text('ok', 'ok-data') });
+        if (runs === 1) await ctx.replyWithDocument(new InputFile(Buffer.from('a local file'), 'a.txt')).catch(() => undefined);
         if (++runs === 1) throw new Error('fails once, after replying');
       });
       const running = await runOnBotqueue(bot, { bq, worker: { backoffBaseMs: 10, backoffCapMs: 20 } });
       await bq.publish('telegram', update(21, 1, 'x'));
-      await fake.waitFor((r) => r.filter((x) => x.accepted).length >= 2, 15_000, 'two replies');
+      await fake.waitFor((r) => r.filter((x) => x.accepted && x.method === 'sendMessage').length >= 2, 15_000, 'two replies');
       await new Promise((r) => setTimeout(r, 500));
       assert.equal(runs, 2, 'the update was handled twice');
-      assert.deepEqual(fake.accepted().map((r) => r.body.text), ['first x', 'second x'], 'each reply sent once');
+      assert.deepEqual(fake.accepted().filter((r) => r.method === 'sendMessage').map((r) => r.body.text), ['first x', 'second x'], 'each reply sent once');
+      assert.deepEqual(fake.accepted().filter((r) => r.method === 'sendMessage')[1]!.body.reply_markup, { inline_keyboard: [[{ text: 'ok', callback_data: 'ok-data' }]] }, 'a keyboard object is stored by its JSON form');
+      assert.equal(fake.requests.filter((r) => r.method === 'sendDocument').length, 1, 'an upload of a local file went to the API directly (multipart), not through the queue');
       await running.stop();
 
       const direct = new Bot('999:DIRECT', { client: { apiRoot: fake.roots.telegram } });
