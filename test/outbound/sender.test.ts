@@ -202,6 +202,42 @@ describe('outbound sender (fake platform APIs)', () => {
     }
   });
 
+  test('Discord: a global 429 pauses every channel; X-RateLimit-Remaining 0 pauses that channel for Reset-After', async () => {
+    let globalDone = false;
+    const { bq, fake, close } = await setup(
+      {
+        answer: (r) => {
+          if (r.body.content === 'first' && !globalDone) {
+            globalDone = true;
+            return { status: 429, body: { message: 'You are being rate limited.', retry_after: 0.8, global: true }, headers: { 'x-ratelimit-global': 'true', 'retry-after': '1' } };
+          }
+          if (r.body.content === 'bucket-empty') return { status: 200, body: { id: '1' }, headers: { 'x-ratelimit-remaining': '0', 'x-ratelimit-reset-after': '0.6' } };
+          return undefined;
+        },
+      },
+      { chat: { limit: 100, windowMs: 1_000 }, global: { limit: 100, windowMs: 1_000 } },
+      (f) => discordClient({ token: 'discord-token', apiRoot: f.roots.discord }),
+    );
+    try {
+      await bq.send('discord', '100', 'first');
+      await fake.waitFor((r) => r.some((x) => x.status === 429), 5_000, 'the global 429');
+      await bq.send('discord', '200', 'other channel');
+      await fake.waitFor((r) => r.some((x) => x.accepted && x.body.content === 'other channel'), 10_000, 'the other channel');
+      const at429 = fake.requests.find((r) => r.status === 429)!.at;
+      const other = fake.requests.find((r) => r.body.content === 'other channel')!.at;
+      assert.ok(other - at429 >= 750, `a global 429 holds other channels too (${other - at429} ms)`);
+
+      await bq.send('discord', '300', 'bucket-empty');
+      await bq.send('discord', '300', 'after the bucket reset');
+      await fake.waitFor((r) => r.some((x) => x.accepted && x.body.content === 'after the bucket reset'), 10_000, 'the message after the reset');
+      const empty = fake.requests.find((r) => r.body.content === 'bucket-empty')!.at;
+      const next = fake.requests.find((r) => r.body.content === 'after the bucket reset')!.at;
+      assert.ok(next - empty >= 550, `the channel waited for X-RateLimit-Reset-After (${next - empty} ms)`);
+    } finally {
+      await close();
+    }
+  });
+
   test('WhatsApp: messages with messaging_product and to; the pair limit (131056) delays only that user', async () => {
     const { bq, fake, close } = await setup({ chatLimits: { '15550001': { limit: 1, windowMs: 60_000, retryAfterS: 1 } } }, {}, (f) =>
       whatsappClient({ token: 'wa-token', phoneNumberId: '106540352242922', apiRoot: f.roots.whatsapp }),
