@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { connect, type Botqueue } from '../../src/index.js';
 import { discordClient, slackClient, startSender, telegramClient, whatsappClient, type PlatformLimits, type Sender } from '../../src/outbound/index.js';
-import { maxInWindow, percentile, startFakePlatforms, type FakeOptions, type FakePlatforms } from '../support/fake-platforms.js';
+import { maxInWindow, percentile, startFakePlatforms, type Canned, type FakeOptions, type FakePlatforms } from '../support/fake-platforms.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'bq-outbound-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -206,7 +206,7 @@ describe('outbound sender (fake platform APIs)', () => {
     let globalDone = false;
     const { bq, fake, close } = await setup(
       {
-        answer: (r) => {
+        answer: (r): Canned | undefined => {
           if (r.body.content === 'first' && !globalDone) {
             globalDone = true;
             return { status: 429, body: { message: 'You are being rate limited.', retry_after: 0.8, global: true }, headers: { 'x-ratelimit-global': 'true', 'retry-after': '1' } };
