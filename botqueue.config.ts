@@ -3,7 +3,8 @@
  * examples/echo-bot. Environment variables override the connection settings: BOTQUEUE_URL
  * (default sqlite:./data/botqueue.db), BOTQUEUE_PORT (3000), BOTQUEUE_HOST,
  * BOTQUEUE_ADMIN_TOKEN, BOTQUEUE_LOG_LEVEL. With TELEGRAM_SECRET_TOKEN set, Telegram updates
- * posted to /webhooks/telegram go to the same topic and the bot echoes them too.
+ * posted to /webhooks/telegram go to the same topic and the bot echoes them too; with
+ * TELEGRAM_BOT_TOKEN set as well, it answers them with sendMessage through the outbound queue.
  */
 import type { BotqueueConfigFile } from './src/service/config.ts';
 

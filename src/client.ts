@@ -8,6 +8,7 @@ import { redactUrl } from './core/redact.js';
 import type { Broker, DeadLetter, DeadLetterFilter, DeadLetterListOptions, TopicInfo, TopicStats } from './brokers/broker.js';
 import { Worker, type Handler } from './worker/worker.js';
 import type { WorkerOptions } from './worker/options.js';
+import { PLATFORMS, isPlatform, outboundInput, outboundTopic, type Platform, type ReplyMessage, type SendOptions } from './outbound/address.js';
 
 /** Default URL when none is given: the embedded SQLite backend, zero set-up. */
 export const DEFAULT_URL = 'sqlite:./data/botqueue.db';
@@ -276,9 +277,27 @@ export class Botqueue {
     const worker: Worker<P> = new Worker<P>(broker, topic, handler, options, {
       resolveTopic: () => this.topic(topic),
       onClose: () => this.workers.delete(worker),
+      publish: (target, messages) => this.publishBatch(target, messages),
     });
     this.workers.add(worker);
     return worker;
+  }
+
+  /**
+   * Sends a message to a platform chat through its outbound queue (`outbound.<platform>`, keyed
+   * by chat): stored durably now, sent by the sender of `botqueue start` (or `startSender`) in
+   * the chat's order and within the platform's limits. For proactive messages; a handler
+   * answers the update it handles with `ctx.reply`. Give `id` to make a retried call safe.
+   *
+   * @example
+   * await bq.send('telegram', '42', 'The build is green');
+   * await bq.send('slack', 'C123', { text: 'deployed', blocks: [...] }, { id: 'deploy-981' });
+   */
+  send(platform: Platform, chat: string | number, message: ReplyMessage, options: SendOptions & { id?: string } = {}): Promise<PublishReceipt> {
+    if (!isPlatform(platform)) throw new BotqueueError(ErrorCodes.INVALID_OPTION, `bq.send: unknown platform ${JSON.stringify(platform)} (known: ${PLATFORMS.join(', ')})`, { details: { option: 'platform' } });
+    if ((typeof chat !== 'string' || chat === '') && !Number.isSafeInteger(chat)) throw new BotqueueError(ErrorCodes.INVALID_MESSAGE, `bq.send needs a chat id (a non-empty string or an integer), got ${JSON.stringify(chat)}`);
+    const { id, ...sendOptions } = options;
+    return this.publish(outboundTopic(platform), outboundInput({ platform, chat: String(chat) }, message, sendOptions, id));
   }
 
   /** Backlog, in flight, oldest age, dead letters, parked keys and order violations per topic, group and partition. */

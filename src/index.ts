@@ -22,3 +22,21 @@ export type {
   GroupStats,
   PartitionStats,
 } from './brokers/broker.js';
+export {
+  startSender,
+  telegramClient,
+  slackClient,
+  discordClient,
+  whatsappClient,
+  outboundTopic,
+  PLATFORMS,
+  type Sender,
+  type SenderOptions,
+  type Platform,
+  type OutboundPayload,
+  type ReplyMessage,
+  type SendOptions,
+  type PlatformClient,
+  type PlatformLimits,
+  type RateLimit,
+} from './outbound/index.js';

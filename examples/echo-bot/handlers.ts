@@ -3,9 +3,10 @@
  *
  * Updates come as `{ "text": "..." }` published to /v1/topics/updates/messages, or as Telegram
  * updates received on /webhooks/telegram (with TELEGRAM_SECRET_TOKEN set; the config stores
- * them in the same topic). For each update of a chat it counts the chat's messages and "replies"
- * `#<n> <text>` by appending a line to data/echo-bot/outbox.log (a real bot would call the
- * platform's sendMessage there). It shows:
+ * them in the same topic). For each update of a chat it counts the chat's messages and replies
+ * `#<n> <text>`: by appending a line to data/echo-bot/outbox.log, or, for a Telegram update
+ * with TELEGRAM_BOT_TOKEN set, for real: `ctx.reply` puts it on the outbound queue, and the
+ * sender that `botqueue start` runs calls sendMessage for its chat. It shows:
  * - per-chat order: a chat's replies are numbered #1, #2, #3 in the order its updates were
  *   published, whatever the number of workers and chats at once;
  * - ctx.once: the count and the reply are steps recorded once per update, so a redelivered
@@ -32,11 +33,15 @@ export async function onUpdate(message: Envelope, ctx: HandlerContext): Promise<
   const chat = message.key ?? 'no-chat';
   // Each step runs once per update id: on redelivery the recorded result is returned instead.
   const n = await ctx.once('count', () => incrementCounter(chat));
-  await ctx.once('reply', () => sendReply(chat, `#${n} ${text}`));
+  // Through the outbound queue (per-chat order, Telegram's limits, 429s): its id is derived from this update's, so a redelivery stores it once.
+  if (process.env.TELEGRAM_BOT_TOKEN && message.headers['bq-platform'] === 'telegram') await ctx.reply(`#${n} ${text}`);
+  else await ctx.once('reply', () => sendReply(chat, `#${n} ${text}`));
 }
 
 function textOf(payload: unknown): string {
-  const text = typeof payload === 'object' && payload !== null ? (payload as { text?: unknown }).text : undefined;
+  // `{ "text": "hi" }`, or a Telegram Update `{ "message": { "text": "hi", ... } }`.
+  const p = typeof payload === 'object' && payload !== null ? (payload as { text?: unknown; message?: { text?: unknown } }) : undefined;
+  const text = p?.text ?? p?.message?.text;
   // A malformed update will never succeed: skip the retries.
   if (typeof text !== 'string') throw new PermanentError('an update needs a payload like { "text": "hi" }');
   return text;

@@ -44,6 +44,12 @@ export const ErrorCodes = {
   DELIVERY_LIMIT: 'BOTQUEUE_DELIVERY_LIMIT',
   /** A listener of the SQLite change watcher threw; reported as a process warning, the watcher goes on. */
   WATCH_LISTENER: 'BOTQUEUE_WATCH_LISTENER',
+  /** ctx.reply on a message that names no platform chat (no bq-platform/bq-chat headers): use bq.send. */
+  NO_REPLY_ADDRESS: 'BOTQUEUE_NO_REPLY_ADDRESS',
+  /** A platform refused an outbound message (a 4xx other than 429); stored in its dead letter with the platform's status and body. */
+  PLATFORM_REJECTED: 'BOTQUEUE_PLATFORM_REJECTED',
+  /** A platform's API failed (5xx, network, timeout); the outbound message is retried with backoff. */
+  PLATFORM_UNAVAILABLE: 'BOTQUEUE_PLATFORM_UNAVAILABLE',
 
   // Answered only by the HTTP API of `botqueue start` (service/http-errors.ts names them HttpErrorCodes).
   /** The request body is not a message or an array of messages. */

@@ -6,10 +6,11 @@
  */
 import { passwordsOf } from '../core/redact.js';
 import { WEBHOOK_SECRET_VARIABLES, webhookSecrets, type WebhooksConfig } from '../gateway/config.js';
+import { platformSecrets } from '../outbound/env.js';
 
 export function settingsSecrets(env: NodeJS.ProcessEnv, config?: { url: string; adminToken?: string | undefined; webhooks?: WebhooksConfig | undefined }): string[] {
-  // The platforms' webhook secrets and bot token too (gateway/config.ts).
+  // The platforms' webhook secrets (gateway/config.ts) and send credentials (outbound/env.ts) too.
   const webhookTokens = [...WEBHOOK_SECRET_VARIABLES.map((name) => env[name]?.trim()), ...webhookSecrets(config?.webhooks)];
   const tokens = [env.BOTQUEUE_ADMIN_TOKEN, config?.adminToken, ...webhookTokens].filter((token): token is string => typeof token === 'string' && token !== '');
-  return [...new Set([...passwordsOf(env.BOTQUEUE_URL, env.BOTQUEUE_STORE_URL, config?.url), ...tokens])];
+  return [...new Set([...passwordsOf(env.BOTQUEUE_URL, env.BOTQUEUE_STORE_URL, config?.url), ...tokens, ...platformSecrets(env)])];
 }

@@ -15,6 +15,7 @@ import type { Logger } from './logger.js';
 import { Supervisor } from './supervisor.js';
 import { TelegramPoller } from '../gateway/telegram-poller.js';
 import { WebhookRejections } from '../gateway/rejections.js';
+import { startOutbound, type RunningOutbound } from '../outbound/index.js';
 
 export interface ServiceOptions {
   config: BotqueueConfig;
@@ -51,6 +52,8 @@ export class Service {
   private handlers: RunningHandlers | undefined;
   private supervisor: Supervisor | undefined;
   private poller: TelegramPoller | undefined;
+  /** The senders of outbound.<platform> for the platforms whose credentials are set (in this process only). */
+  private outbound: RunningOutbound | undefined;
   private stopping = false;
   private starting: Promise<StartedService> | undefined;
 
@@ -89,6 +92,8 @@ export class Service {
       if (info.dedupWindowMs !== topic.dedupWindowMs) keptDedupWindows.push({ topic: name, existing: info.dedupWindowMs, configured: topic.dedupWindowMs });
     }
     this.checkNotStopping();
+    this.outbound = await startOutbound(bq, this.options.env);
+    if (this.outbound.platforms.length > 0) logger.info({ 'botqueue.senders': this.outbound.platforms }, 'outbound senders started');
 
     // One count of refused webhook updates for the routes and the Telegram poller alike.
     const webhookRejections = new WebhookRejections();
@@ -141,8 +146,10 @@ export class Service {
       const handlers = this.handlers;
       const supervisor = this.supervisor;
       const poller = this.poller;
+      const outbound = this.outbound;
       await Promise.all([
         poller === undefined ? undefined : step('the Telegram poller', () => poller.stop()),
+        outbound === undefined ? undefined : step('the outbound senders', () => outbound.close()),
         app === undefined ? undefined : step('the HTTP server', () => closeHttpServer(app)),
         handlers === undefined
           ? undefined

@@ -1,5 +1,15 @@
 import { BotqueueError, ErrorCodes } from '../core/errors.js';
+import type { PublishInput, PublishReceipt } from '../core/envelope.js';
 import type { Broker } from '../brokers/broker.js';
+import { derivedId, outboundInput, outboundTopic, replyAddress, type ReplyMessage, type SendOptions } from '../outbound/address.js';
+
+/** Stores messages for ctx.publish and ctx.reply (the client's publishBatch). */
+export type Publisher = (topic: string, messages: PublishInput[]) => Promise<PublishReceipt[]>;
+
+/** Names the step a handler's publish belongs to; by default the call's rank in this attempt (`publish:1`, `reply:2`). */
+export interface StepOption {
+  step?: string;
+}
 
 /** What a handler gets besides the message. */
 export interface HandlerContext {
@@ -22,6 +32,29 @@ export interface HandlerContext {
    * await ctx.once('reply', () => api.sendMessage(chatId, text));
    */
   once<R>(name: string, fn: () => R | Promise<R>): Promise<R>;
+  /**
+   * Publishes a message from the handler with an id derived from the handled message (topic,
+   * group, id) and a step name, so a redelivered handler publishes the same id and the broker
+   * drops the repeat (deduplication by id, within the target topic's dedup window). The step is
+   * `options.step`, else `input.id`, else the call's rank in this attempt (`publish:1`,
+   * `publish:2`…), which is stable as long as the handler publishes in the same order.
+   *
+   * @example
+   * await ctx.publish('billing', { key: msg.key!, payload: { charge: 5 } });
+   */
+  publish<P>(topic: string, input: PublishInput<P>, options?: StepOption): Promise<PublishReceipt>;
+  /**
+   * Answers the conversation the handled update came from, on its platform: stores the reply on
+   * `outbound.<platform>`, keyed by chat, for the sender (per-chat order, the platform's limits,
+   * 429 retry_after). Reads only the gateway's headers (bq-platform, bq-chat, bq-thread,
+   * bq-interaction-token); throws BOTQUEUE_NO_REPLY_ADDRESS without them. Ids are derived as
+   * for publish (`reply:1`, `reply:2`… or `options.step`).
+   *
+   * @example
+   * await ctx.reply(`#${n} ${text}`);
+   * await ctx.reply({ text: '*bold*', parse_mode: 'MarkdownV2' });
+   */
+  reply(message: ReplyMessage, options?: SendOptions & StepOption): Promise<PublishReceipt>;
 }
 
 /**
@@ -30,6 +63,8 @@ export interface HandlerContext {
  */
 export class MessageContext implements HandlerContext {
   private combined: AbortSignal | undefined;
+  private publishes = 0;
+  private replies = 0;
 
   constructor(
     private readonly broker: Broker,
@@ -39,6 +74,8 @@ export class MessageContext implements HandlerContext {
     readonly attempt: number,
     private readonly leaseSignal: AbortSignal,
     private readonly shutdownSignal: AbortSignal,
+    private readonly headers: Record<string, string> = {},
+    private readonly publisher?: Publisher,
   ) {}
 
   get signal(): AbortSignal {
@@ -55,4 +92,33 @@ export class MessageContext implements HandlerContext {
     await this.broker.putEffect(this.topic, this.group, this.messageId, name, json);
     return result;
   }
+
+  async publish<P>(topic: string, input: PublishInput<P>, options: StepOption = {}): Promise<PublishReceipt> {
+    if (typeof input !== 'object' || input === null) throw new BotqueueError(ErrorCodes.INVALID_MESSAGE, 'ctx.publish needs a message like { key, payload }');
+    const step = stepName(options, input.id, () => `publish:${++this.publishes}`);
+    const [receipt] = await this.publisherOrThrow()(topic, [{ ...input, id: derivedId(this.topic, this.group, this.messageId, step) }]);
+    return receipt!;
+  }
+
+  async reply(message: ReplyMessage, options: SendOptions & StepOption = {}): Promise<PublishReceipt> {
+    const address = replyAddress(this.headers);
+    const { step: given, ...sendOptions } = options;
+    const step = stepName({ step: given }, undefined, () => `reply:${++this.replies}`);
+    const input = outboundInput(address, message, sendOptions, derivedId(this.topic, this.group, this.messageId, step));
+    const [receipt] = await this.publisherOrThrow()(outboundTopic(address.platform), [input]);
+    return receipt!;
+  }
+
+  private publisherOrThrow(): Publisher {
+    if (this.publisher === undefined) throw new BotqueueError(ErrorCodes.INVALID_OPTION, 'ctx.publish and ctx.reply need a worker started by a client (bq.worker(...))');
+    return this.publisher;
+  }
+}
+
+function stepName(options: StepOption, id: string | undefined, next: () => string): string {
+  if (typeof options !== 'object' || options === null) throw new BotqueueError(ErrorCodes.INVALID_OPTION, 'ctx.publish options must be an object, e.g. { step: "notify" }');
+  const step = options.step ?? id;
+  if (step === undefined) return next();
+  if (typeof step !== 'string' || step === '') throw new BotqueueError(ErrorCodes.INVALID_OPTION, 'a step name must be a non-empty string', { details: { option: 'step' } });
+  return step;
 }

@@ -237,7 +237,10 @@ export class Settler {
 
 /** A PermanentError, recognised by its code: a handler may import it from another copy of botqueue. */
 function hasPermanentCode(error: unknown): boolean {
-  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === ErrorCodes.PERMANENT_FAILURE;
+  if (typeof error !== 'object' || error === null) return false;
+  const code = (error as { code?: unknown }).code;
+  // A platform's refusal of an outbound message (a 4xx) is permanent too, and keeps its own code in the dead letter.
+  return code === ErrorCodes.PERMANENT_FAILURE || code === ErrorCodes.PLATFORM_REJECTED;
 }
 
 /** The error a dead letter keeps when a message ran out of deferrals: the last RetryLater, saying so. */

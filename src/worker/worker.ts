@@ -6,7 +6,7 @@ import { BotqueueError, ErrorCodes } from '../core/errors.js';
 import { KeyedScheduler, type RunOutcome } from '../core/keyed-scheduler.js';
 import type { Broker, TopicInfo } from '../brokers/broker.js';
 import { Instrumentation, type WorkerEvents } from './events.js';
-import { MessageContext, type HandlerContext } from './handler-context.js';
+import { MessageContext, type HandlerContext, type Publisher } from './handler-context.js';
 import { Membership } from './membership.js';
 import { resolveWorkerOptions, type WorkerOptions } from './options.js';
 import { PartitionReader, type Item } from './partition-reader.js';
@@ -18,6 +18,8 @@ export type { HandlerContext } from './handler-context.js';
 export interface WorkerHooks {
   resolveTopic?: () => Promise<TopicInfo>;
   onClose?: () => void;
+  /** How ctx.publish and ctx.reply store messages (the client's publishBatch); without it they throw. */
+  publish?: Publisher;
 }
 
 export type Handler<P = unknown> = (message: Envelope<P>, ctx: HandlerContext) => unknown;
@@ -145,7 +147,7 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
         attempt,
         notBefore: delivery.notBefore,
       };
-      const ctx = new MessageContext(this.broker, this.topic, this.group, delivery.id, attempt, run.abort.signal, this.shutdownAbort.signal);
+      const ctx = new MessageContext(this.broker, this.topic, this.group, delivery.id, attempt, run.abort.signal, this.shutdownAbort.signal, delivery.headers, this.hooks.publish);
       result = this.handler(envelope, ctx);
     } catch (error) {
       return this.handled(item, schedulerKey, releaseSlot, true, error);
