@@ -11,8 +11,10 @@ import { BacklogGate } from './backlog.js';
 import { httpSettings, type BotqueueConfig } from './config.js';
 import { HttpErrorCodes, toHttpAnswer } from './http-errors.js';
 import type { Logger } from './logger.js';
+import type { MetricsSnapshot } from '../observability/exposition.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerHealthRoutes } from './routes/health.js';
+import { registerMetricsRoute } from './routes/metrics.js';
 import { registerPublishRoute } from './routes/publish.js';
 
 export interface HttpServerOptions {
@@ -23,6 +25,8 @@ export interface HttpServerOptions {
   shuttingDown?: () => boolean;
   /** How often a topic's backlog figure is read again for its maxBacklog check, in ms. Default 1000. */
   backlogRefreshMs?: number;
+  /** The worker processes' metrics, summed into /metrics (`botqueue start --workers N`). */
+  workerMetrics?: () => Promise<MetricsSnapshot[]>;
 }
 
 export function createHttpServer(options: HttpServerOptions): FastifyInstance {
@@ -52,6 +56,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   registerHealthRoutes(app, { bq, shuttingDown: () => options.shuttingDown?.() ?? false });
   registerPublishRoute(app, { bq, topics: config.topics, http, gate, auth: http.publishRequiresToken ? adminAuth : undefined });
   registerAdminRoutes(app, { bq, auth: adminAuth });
+  registerMetricsRoute(app, { bq, auth: adminAuth, workerMetrics: options.workerMetrics });
 
   app.setErrorHandler((error, request, reply) => {
     const answer = toHttpAnswer(error, { bodyLimitBytes: http.bodyLimitBytes });
@@ -65,7 +70,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
       statusCode: 404,
       error: 'Not Found',
       code: HttpErrorCodes.NOT_FOUND,
-      message: `no route ${request.method} ${request.url.split('?')[0]}; routes: POST /v1/topics/:topic/messages, GET /healthz, GET /readyz, GET /v1/stats, GET /v1/dead-letters`,
+      message: `no route ${request.method} ${request.url.split('?')[0]}; routes: POST /v1/topics/:topic/messages, GET /healthz, GET /readyz, GET /v1/stats, GET /v1/dead-letters, GET /metrics`,
     }),
   );
 

@@ -87,7 +87,7 @@ export class Service {
     }
     this.checkNotStopping();
 
-    this.app = createHttpServer({ bq, config, logger, shuttingDown: () => this.stopping });
+    this.app = createHttpServer({ bq, config, logger, shuttingDown: () => this.stopping, workerMetrics: () => this.supervisor?.collectMetrics() ?? Promise.resolve([]) });
     const startWorkers = async (): Promise<void> => {
       if (config.handlers.length === 0 || this.stopping) return;
       if (workers === 0) {
