@@ -13,6 +13,7 @@ import { HttpErrorCodes, toHttpAnswer } from './http-errors.js';
 import type { Logger } from './logger.js';
 import type { MetricsSnapshot } from '../observability/exposition.js';
 import { registerAdminRoutes } from './routes/admin.js';
+import { registerAdminOperationRoutes } from './routes/admin-operations.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerMetricsRoute } from './routes/metrics.js';
 import { registerPublishRoute } from './routes/publish.js';
@@ -56,6 +57,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   registerHealthRoutes(app, { bq, shuttingDown: () => options.shuttingDown?.() ?? false });
   registerPublishRoute(app, { bq, topics: config.topics, http, gate, auth: http.publishRequiresToken ? adminAuth : undefined });
   registerAdminRoutes(app, { bq, auth: adminAuth });
+  registerAdminOperationRoutes(app, { bq, auth: adminAuth });
   registerMetricsRoute(app, { bq, auth: adminAuth, workerMetrics: options.workerMetrics });
 
   app.setErrorHandler((error, request, reply) => {
