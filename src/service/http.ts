@@ -14,6 +14,7 @@ import type { Logger } from './logger.js';
 import type { MetricsSnapshot } from '../observability/exposition.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerAdminOperationRoutes } from './routes/admin-operations.js';
+import { registerDashboardRoute } from './routes/dashboard.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerMetricsRoute } from './routes/metrics.js';
 import { registerPublishRoute } from './routes/publish.js';
@@ -58,6 +59,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   registerPublishRoute(app, { bq, topics: config.topics, http, gate, auth: http.publishRequiresToken ? adminAuth : undefined });
   registerAdminRoutes(app, { bq, auth: adminAuth });
   registerAdminOperationRoutes(app, { bq, auth: adminAuth });
+  registerDashboardRoute(app);
   registerMetricsRoute(app, { bq, auth: adminAuth, workerMetrics: options.workerMetrics });
 
   app.setErrorHandler((error, request, reply) => {
