@@ -183,5 +183,21 @@ ensure_postgres() {
   say "PostgreSQL is up ($HOST:$PG_PORT, database $PG_DB)"
 }
 
+# --- Tools the operator tests run: promtool (Debian's prometheus) and a headless Chromium -------
+
+# ensure_tool BINARY PACKAGE: installs PACKAGE with apt-get when BINARY is missing, else fails.
+ensure_tool() {
+  if ! have "$1"; then
+    have apt-get || die "$1 is missing and apt-get is not available: install the $2 package"
+    say "$1 is missing; installing Debian's $2 (apt-get)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2"; } ||
+      die "could not install $2 (needed for $1)"
+    have "$1" || die "$2 is installed but $1 is still not on PATH"
+  fi
+  say "$1 is available ($(command -v "$1"))"
+}
+
 ensure_rabbitmq
 ensure_postgres
+ensure_tool promtool prometheus
+ensure_tool chromium chromium

@@ -305,6 +305,40 @@ export class Botqueue {
     return this.open().stats(topic);
   }
 
+  /**
+   * Deletes a consumer group of a topic: its pending messages (those no other group needs go
+   * too), leases, dead letters and recorded steps. Refused while the group has live members.
+   *
+   * @example
+   * await bq.deleteGroup('updates', 'readme-example');
+   */
+  async deleteGroup(topic: string, group: string): Promise<void> {
+    checkName('topic', topic);
+    checkName('group', group);
+    const [stats] = await this.open().stats(topic);
+    const found = stats?.groups.find((g) => g.group === group);
+    if (stats === undefined) throw new BotqueueError(ErrorCodes.TOPIC_NOT_FOUND, `topic "${topic}" does not exist`, { details: { topic } });
+    if (found === undefined) {
+      throw new BotqueueError(ErrorCodes.GROUP_NOT_FOUND, `topic "${topic}" has no group "${group}"; its groups: ${stats.groups.map((g) => g.group).join(', ') || 'none'}`, { details: { topic, group } });
+    }
+    if (found.members > 0) throw liveMembers(topic, [found]);
+    await this.open().deleteGroup(topic, group);
+  }
+
+  /**
+   * Deletes a topic with its messages, groups, dedup records and dead letters. Refused while
+   * any of its groups has live members.
+   */
+  async deleteTopic(topic: string): Promise<void> {
+    checkName('topic', topic);
+    const [stats] = await this.open().stats(topic);
+    if (stats === undefined) throw new BotqueueError(ErrorCodes.TOPIC_NOT_FOUND, `topic "${topic}" does not exist`, { details: { topic } });
+    const live = stats.groups.filter((g) => g.members > 0);
+    if (live.length > 0) throw liveMembers(topic, live);
+    await this.open().deleteTopic(topic);
+    this.topics.delete(topic);
+  }
+
   /** Closes every worker of this client (each with its shutdown deadline), then the backend. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -317,6 +351,13 @@ export class Botqueue {
     if (this.closed) throw new BotqueueError(ErrorCodes.CLOSED, 'this botqueue client is closed');
     return this.broker;
   }
+}
+
+function liveMembers(topic: string, groups: TopicStats['groups']): BotqueueError {
+  const which = groups.map((g) => `${g.group} (${g.members} live member${g.members === 1 ? '' : 's'})`).join(', ');
+  return new BotqueueError(ErrorCodes.GROUP_HAS_MEMBERS, `topic "${topic}": ${which}; stop its workers first (a member counts as live until its heartbeat expires)`, {
+    details: { topic, groups: groups.map((g) => g.group) },
+  });
 }
 
 function checkFilter(filter: DeadLetterFilter): DeadLetterFilter {

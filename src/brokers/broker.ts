@@ -239,6 +239,15 @@ export interface Broker {
   stats(topic?: string): Promise<TopicStats[]>;
 
   /**
+   * Unsubscribes a group: its pending messages, leases, members, dead letters and recorded
+   * steps go; a message no other group has pending is deleted. Returns false when the group
+   * did not exist. The caller (the client) refuses a group with live members first.
+   */
+  deleteGroup(topic: string, group: string): Promise<boolean>;
+  /** Deletes a topic with its messages, groups (as deleteGroup), dedup records and dead letters. False when it did not exist. */
+  deleteTopic(topic: string): Promise<boolean>;
+
+  /**
    * Calls `listener` soon after new messages may be available for the topic (partition, or -1
    * when unknown). Returns a function that stops the calls.
    */

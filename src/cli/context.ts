@@ -30,6 +30,8 @@ export interface Io {
 export interface Globals {
   /** `--url`: overrides BOTQUEUE_URL and the config file. */
   url: string | undefined;
+  /** `--server <url>`: a running server's admin API instead of the store (stats, dlq, topics, groups). */
+  server?: string | undefined;
   /** `--config <path>`: the config file instead of botqueue.config.{ts,js,json} in the cwd. */
   config: string | undefined;
   /** `--debug`: print the stack of an error after its one line. */
@@ -67,6 +69,7 @@ export type FlagsSpec = Record<string, FlagSpec>;
 
 export const GLOBAL_FLAGS: FlagsSpec = {
   url: { type: 'string' },
+  server: { type: 'string' },
   config: { type: 'string' },
   debug: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -76,6 +79,8 @@ export const GLOBAL_FLAGS: FlagsSpec = {
 export const GLOBAL_FLAGS_HELP = `Global flags:
   --url <url>        broker URL (overrides BOTQUEUE_URL and the config file)
   --config <path>    config file (default: botqueue.config.{ts,js,json} in the current directory)
+  --server <url>     stats, dlq, topics and groups ask this running server's admin API instead of
+                     opening the store (or BOTQUEUE_SERVER; the token from BOTQUEUE_ADMIN_TOKEN)
   --debug            print the stack of an error
   -h, --help         this help`;
 

@@ -8,8 +8,8 @@
  * runs (a new, higher dlqId) is not picked up a second time.
  */
 import type { DeadLetter, DeadLetterFilter } from '../brokers/broker.js';
-import type { Botqueue } from '../client.js';
-import { GLOBAL_FLAGS_HELP, withClient, type Command, type CommandContext, type Flags } from './context.js';
+import { withAdmin, type Admin } from './admin.js';
+import { GLOBAL_FLAGS_HELP, type Command, type CommandContext, type Flags } from './context.js';
 import { CliError, EXIT_USAGE, usageError } from './errors.js';
 import { formatAgo, formatTime, plural, silentProgress, table, truncate, type Column } from './output.js';
 
@@ -135,7 +135,7 @@ function describeFilter(filter: DeadLetterFilter): string {
 }
 
 /** Pages of dead letters matching `filter`, oldest first; with `upTo`, none with a higher dlqId. */
-async function* pages(bq: Botqueue, filter: DeadLetterFilter, upTo = Number.MAX_SAFE_INTEGER, pageSize = CHUNK): AsyncGenerator<DeadLetter[]> {
+async function* pages(bq: Admin, filter: DeadLetterFilter, upTo = Number.MAX_SAFE_INTEGER, pageSize = CHUNK): AsyncGenerator<DeadLetter[]> {
   let after = 0;
   for (;;) {
     const page = await bq.deadLetters.list({ ...filter, afterDlqId: after, limit: pageSize });
@@ -188,7 +188,7 @@ interface SummaryEntry {
 async function summary(ctx: CommandContext, flags: Flags): Promise<number> {
   const filter = filterFrom(flags);
   const limit = flags.integer('limit', 1);
-  const { entries, total } = await withClient(ctx, async (bq) => {
+  const { entries, total } = await withAdmin(ctx, { readOnly: true }, async (bq) => {
     const byGroup = new Map<string, SummaryEntry & { keySet: Set<string> }>();
     let count = 0;
     for await (const page of pages(bq, filter, undefined, 1000)) {
@@ -252,7 +252,7 @@ async function list(ctx: CommandContext, flags: Flags): Promise<number> {
   const filter = filterFrom(flags);
   const limit = flags.integer('limit', 1, 100_000) ?? DEFAULT_LIST_LIMIT;
   const after = flags.integer('after', 0) ?? 0;
-  const fetched = await withClient(ctx, (bq) => bq.deadLetters.list({ ...filter, afterDlqId: after, limit: limit + 1 }));
+  const fetched = await withAdmin(ctx, { readOnly: true }, (bq) => bq.deadLetters.list({ ...filter, afterDlqId: after, limit: limit + 1 }));
   const letters = fetched.slice(0, limit);
   const next = fetched.length > limit ? letters[letters.length - 1]!.dlqId : null;
   if (flags.boolean('json')) {
@@ -294,7 +294,7 @@ async function show(ctx: CommandContext, flags: Flags): Promise<number> {
   const [, raw] = flags.expectPositionals(2, 2, 'a dead letter id: botqueue dlq show <dlqId>');
   if (!/^\d+$/.test(raw!) || !Number.isSafeInteger(Number(raw))) throw usageError(`the dead letter id must be an integer, got ${JSON.stringify(raw)}`, 'dlq');
   const dlqId = Number(raw);
-  const [letter] = await withClient(ctx, (bq) => bq.deadLetters.list({ dlqIds: [dlqId], limit: 1 }));
+  const [letter] = await withAdmin(ctx, { readOnly: true }, (bq) => bq.deadLetters.list({ dlqIds: [dlqId], limit: 1 }));
   if (letter === undefined) throw new CliError(`no dead letter with id ${dlqId}`, 'see the ids with botqueue dlq list (it may have been redriven or purged)');
   if (flags.boolean('json')) {
     ctx.out.json({ deadLetter: deadLetterJson(letter) });
@@ -363,7 +363,7 @@ async function act(ctx: CommandContext, flags: Flags, action: 'redrive' | 'purge
     });
   }
   const done = action === 'redrive' ? 'redriven' : 'purged';
-  const result = await withClient(ctx, async (bq) => {
+  const result = await withAdmin(ctx, { readOnly: false }, async (bq) => {
     // Count first, and fix the highest dlqId: what is dead-lettered during the run is left alone.
     let matched = 0;
     let parked = 0;

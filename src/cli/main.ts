@@ -17,7 +17,8 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
   publish: { summary: 'publish one message from flags, or NDJSON lines from stdin', load: async () => (await import('./publish.js')).command },
   stats: { summary: 'backlog, in flight, oldest age, dead letters, parked keys per topic and group', load: async () => (await import('./stats.js')).command },
   dlq: { summary: 'dead letters: summary, list, show, redrive, purge', load: async () => (await import('./dlq.js')).command },
-  topics: { summary: 'create a topic, list topics', load: async () => (await import('./topics.js')).command },
+  topics: { summary: 'create, list and delete topics', load: async () => (await import('./topics.js')).command },
+  groups: { summary: 'list and delete consumer groups', load: async () => (await import('./groups.js')).command },
   doctor: { summary: 'check Node, the backend driver, the broker URL, the data directory and a connection', load: async () => (await import('./doctor.js')).command },
 };
 
@@ -87,7 +88,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     }
     const flags = parseFlags(name, command.flags, after);
     debug = flags.boolean('debug');
-    const ctx: CommandContext = { io, out, globals: { url: flags.string('url'), config: flags.string('config'), debug }, secrets };
+    const ctx: CommandContext = { io, out, globals: { url: flags.string('url'), server: flags.string('server'), config: flags.string('config'), debug }, secrets };
     return await command.run(ctx, flags);
   } catch (error) {
     io.stderr.write(`${redactSecrets(formatError(error), ...secrets)}\n`);

@@ -6,7 +6,7 @@ const help = `Usage: botqueue start [--workers N]
 
 Runs the service in the foreground: the HTTP gateway and the workers of the configured bot,
 on the broker of --url, BOTQUEUE_URL or the config file (default sqlite:./data/botqueue.db).
-It prints where everything is, and stops on SIGTERM or SIGINT within the shutdown deadline.
+It prints where everything is on stderr (stdout carries only the JSON log lines), and stops on SIGTERM or SIGINT within the shutdown deadline.
 
 Flags:
   --workers <n>   worker processes sharing the SQLite file, restarted when one dies
@@ -29,7 +29,7 @@ async function run(ctx: CommandContext, flags: Flags): Promise<number> {
   const workers = flags.integer('workers', 0, 64);
   // --url wins over BOTQUEUE_URL and the config file, as in every command.
   const env = ctx.globals.url === undefined ? ctx.io.env : { ...ctx.io.env, BOTQUEUE_URL: ctx.globals.url };
-  const options: RunStartOptions = { cwd: ctx.io.cwd, env, out: (line) => ctx.out.line(line), err: (line) => ctx.out.note(line) };
+  const options: RunStartOptions = { cwd: ctx.io.cwd, env, out: (line) => ctx.out.note(line), err: (line) => ctx.out.note(line) };
   if (ctx.globals.config !== undefined) options.configPath = ctx.globals.config;
   if (workers !== undefined) options.workers = workers;
   return runStart(options);

@@ -1,13 +1,16 @@
 /** `botqueue stats [topic]`: per topic and group, what waits, what runs and what failed. */
 import type { TopicStats } from '../brokers/broker.js';
-import { GLOBAL_FLAGS_HELP, withClient, type Command, type CommandContext, type Flags } from './context.js';
+import { withAdmin } from './admin.js';
+import { GLOBAL_FLAGS_HELP, type Command, type CommandContext, type Flags } from './context.js';
 import { CliError } from './errors.js';
 import { formatAge, table, type Column } from './output.js';
 
 const help = `Usage: botqueue stats [topic] [--partitions] [--json]
 
 Per topic and consumer group: backlog (pending messages), in flight, age of the oldest
-pending message, dead letters, parked keys, live members and order violations (must be 0).
+pending message, dead letters, parked keys, live members (0: the group is idle, nothing
+consumes its messages) and order violations (must be 0). A topic without a group shows
+the messages waiting for one. With --server (or BOTQUEUE_SERVER) it asks a running server.
 
 Flags:
   --partitions   add a row per partition (backlog, in flight, oldest age, owner)
@@ -24,7 +27,7 @@ export const command: Command = {
 
 async function run(ctx: CommandContext, flags: Flags): Promise<number> {
   const [topic] = flags.expectPositionals(0, 1, '');
-  const stats = await withClient(ctx, (bq) => bq.stats(topic));
+  const stats = await withAdmin(ctx, { readOnly: true }, (admin) => admin.stats(topic));
   if (topic !== undefined && stats.length === 0) {
     throw new CliError(`topic "${topic}" does not exist`, 'see the topics with botqueue topics list');
   }
@@ -57,7 +60,8 @@ export function statsTable(stats: TopicStats[], partitions: boolean): string[] {
   const rows: string[][] = [];
   for (const t of stats) {
     if (t.groups.length === 0) {
-      rows.push([t.topic, '(no group)', '-', '-', '-', '-', '-', '-', '-', ...(partitions ? [''] : [])]);
+      // No group yet: the retained messages wait for the first one (which receives them all).
+      rows.push([t.topic, '(no group)', `${t.retained} waiting`, '-', '-', '-', '-', '0', '-', ...(partitions ? [''] : [])]);
       continue;
     }
     for (const g of t.groups) {
@@ -69,7 +73,7 @@ export function statsTable(stats: TopicStats[], partitions: boolean): string[] {
         formatAge(g.oldestAgeMs),
         String(g.deadLetters),
         String(g.parkedKeys),
-        String(g.members),
+        g.members === 0 ? '0 (idle)' : String(g.members),
         String(g.orderViolations),
         ...(partitions ? [''] : []),
       ]);

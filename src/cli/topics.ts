@@ -2,17 +2,22 @@
 import type { TopicInfo } from '../brokers/broker.js';
 import { MAX_PARTITIONS, MIN_PARTITIONS } from '../core/limits.js';
 import { GLOBAL_FLAGS_HELP, withClient, type Command, type CommandContext, type Flags } from './context.js';
-import { usageError } from './errors.js';
+import { CliError, usageError } from './errors.js';
+import { withAdmin } from './admin.js';
+import type { Botqueue } from '../client.js';
 import { formatAge, table } from './output.js';
 
 const help = `Usage:
   botqueue topics create <name> [--partitions N] [--dedup-window-ms N] [--json]
   botqueue topics list [--json]
+  botqueue topics delete <name> --yes
 
 create  creates a topic; the partition count is fixed at creation. Defaults: the topic's
         entry in the config file, else 16 partitions and a 24 h dedup window. An existing
         topic with the same partition count is left as it is.
 list    every topic: partitions, dedup window, retained messages and subscribed groups
+delete  deletes the topic with its messages, groups, dedup records and dead letters; refused
+        while a group of it has live members (stop the workers first). Needs --yes.
 
 Flags:
   --partitions <n>        partitions (${MIN_PARTITIONS}-${MAX_PARTITIONS})
@@ -24,7 +29,7 @@ ${GLOBAL_FLAGS_HELP}`;
 export const command: Command = {
   summary: 'create a topic, list topics',
   help,
-  flags: { partitions: { type: 'string' }, 'dedup-window-ms': { type: 'string' }, json: { type: 'boolean' } },
+  flags: { partitions: { type: 'string' }, 'dedup-window-ms': { type: 'string' }, json: { type: 'boolean' }, yes: { type: 'boolean' } },
   run,
 };
 
@@ -39,8 +44,16 @@ async function run(ctx: CommandContext, flags: Flags): Promise<number> {
     flags.expectPositionals(1, 1, '');
     return list(ctx, flags);
   }
-  if (sub === undefined) throw usageError('topics needs a subcommand: create or list', 'topics');
-  throw usageError(`unknown topics subcommand "${sub}"; use create or list`, 'topics');
+  if (sub === 'delete') {
+    flags.only(['yes'], 'topics delete');
+    const [, name] = flags.expectPositionals(2, 2, 'a topic name: botqueue topics delete <name> --yes');
+    if (!flags.boolean('yes')) throw new CliError(`topics delete removes topic "${name}" with its messages, groups and dead letters`, 'add --yes to confirm');
+    await withAdmin(ctx, { readOnly: false }, (admin) => admin.deleteTopic(name!));
+    ctx.out.line(`deleted topic ${name}`);
+    return 0;
+  }
+  if (sub === undefined) throw usageError('topics needs a subcommand: create, list or delete', 'topics');
+  throw usageError(`unknown topics subcommand "${sub}"; use create, list or delete`, 'topics');
 }
 
 function topicJson(info: TopicInfo): Record<string, unknown> {
@@ -71,11 +84,11 @@ async function create(ctx: CommandContext, flags: Flags, name: string): Promise<
 }
 
 async function list(ctx: CommandContext, flags: Flags): Promise<number> {
-  const topics = await withClient(ctx, async (bq) => {
-    const stats = await bq.stats();
+  const topics = await withAdmin(ctx, { readOnly: true }, async (admin) => {
+    const stats = await admin.stats();
     return Promise.all(
       stats.map(async (t) => {
-        const info = await bq.broker.getTopic(t.topic);
+        const info = 'broker' in admin ? await (admin as Botqueue).broker.getTopic(t.topic) : undefined;
         return {
           name: t.topic,
           partitions: t.partitions,

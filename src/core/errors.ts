@@ -74,6 +74,12 @@ export const ErrorCodes = {
   WEBHOOK_SIGNATURE_INVALID: 'BOTQUEUE_WEBHOOK_SIGNATURE_INVALID',
   /** WhatsApp's subscription handshake named another verify token. */
   WEBHOOK_VERIFY_TOKEN_INVALID: 'BOTQUEUE_WEBHOOK_VERIFY_TOKEN_INVALID',
+  /** A group (or a topic's group) still has live members: stop its workers before deleting it. */
+  GROUP_HAS_MEMBERS: 'BOTQUEUE_GROUP_HAS_MEMBERS',
+  /** This backend does not offer the operation yet. */
+  NOT_SUPPORTED: 'BOTQUEUE_NOT_SUPPORTED',
+  /** A read-only command found no store at the URL in force (it never creates one). */
+  STORE_NOT_FOUND: 'BOTQUEUE_STORE_NOT_FOUND',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -53,7 +53,7 @@ export interface HttpConfig {
   maxBatch: number;
   /** Largest request body, in bytes. Default 4 × maxMessageBytes + 64 KiB. */
   bodyLimitBytes: number;
-  /** Publishing to a topic the config does not declare creates it with the defaults. Default true (false: 404). */
+  /** Publishing to a topic the config does not declare creates it with the defaults. Default: true when the config declares no topic, false (404 naming the declared ones) when it declares some. */
   allowUndeclaredTopics: boolean;
 }
 
@@ -249,8 +249,9 @@ export function resolveConfig(raw: unknown, context: Context): BotqueueConfig {
     );
   }
 
-  const http = resolveHttp(file, top.http, maxMessageBytes, adminToken);
   const topics = resolveTopics(file, top.topics);
+  // A config that declares topics refuses others by default: a mistyped topic is a 404, not a new topic.
+  const http = resolveHttp(file, top.http, maxMessageBytes, adminToken, Object.keys(topics).length > 0);
   const handlers = resolveHandlers(file, top.handlers, topics, shutdownTimeoutMs, path === undefined ? cwd : dirname(path));
 
   return {
@@ -269,8 +270,8 @@ export function resolveConfig(raw: unknown, context: Context): BotqueueConfig {
   };
 }
 
-function resolveHttp(file: FieldChecker, input: unknown, maxMessageBytes: number, adminToken: string | undefined): HttpConfig {
-  const defaults = httpSettings({ maxMessageBytes, http: undefined });
+function resolveHttp(file: FieldChecker, input: unknown, maxMessageBytes: number, adminToken: string | undefined, declaresTopics: boolean): HttpConfig {
+  const defaults = { ...httpSettings({ maxMessageBytes, http: undefined }), allowUndeclaredTopics: !declaresTopics };
   if (input === undefined) return defaults;
   const http = file.object(input, 'http', ['publishRequiresToken', 'maxBatch', 'bodyLimitBytes', 'allowUndeclaredTopics']);
   const result: HttpConfig = {

@@ -11,6 +11,7 @@ import type { BotqueueConfig, HandlerConfig } from './config.js';
 import type { Logger } from './logger.js';
 import { throttledErrorLog } from './logger.js';
 import { exportNames, importModule, namedExport } from './module-loader.js';
+import { metrics } from '../observability/metrics.js';
 
 /** `handlers.ts#onUpdate`: how a handler is named in output and logs. */
 export function handlerName(handler: HandlerConfig): string {
@@ -92,6 +93,7 @@ export async function startHandlers(bq: Botqueue, config: BotqueueConfig, functi
   }
   const workers = config.handlers.map((handler, index) => {
     const worker = bq.worker(handler.topic, functions[index]!, handler.options);
+    metrics().observeWorker(worker);
     observe(worker, logger.child({ 'botqueue.handler': handlerName(handler), 'botqueue.topic': handler.topic, 'botqueue.group': worker.group }));
     return worker;
   });

@@ -71,7 +71,11 @@ export function toHttpAnswer(error: unknown, limits: { bodyLimitBytes?: number }
         statusCode = 404;
         break;
       case ErrorCodes.TOPIC_MISMATCH:
+      case ErrorCodes.GROUP_HAS_MEMBERS:
         statusCode = 409;
+        break;
+      case ErrorCodes.NOT_SUPPORTED:
+        statusCode = 501;
         break;
       case ErrorCodes.BROKER_UNAVAILABLE:
       case ErrorCodes.CLOSED:

@@ -11,8 +11,12 @@ import { BacklogGate } from './backlog.js';
 import { httpSettings, type BotqueueConfig } from './config.js';
 import { HttpErrorCodes, toHttpAnswer } from './http-errors.js';
 import type { Logger } from './logger.js';
+import type { MetricsSnapshot } from '../observability/exposition.js';
 import { registerAdminRoutes } from './routes/admin.js';
+import { registerAdminOperationRoutes } from './routes/admin-operations.js';
+import { registerDashboardRoute } from './routes/dashboard.js';
 import { registerHealthRoutes } from './routes/health.js';
+import { registerMetricsRoute } from './routes/metrics.js';
 import { registerPublishRoute } from './routes/publish.js';
 import { registerWebhookRoutes } from './routes/webhooks.js';
 import { NO_WEBHOOKS } from '../gateway/config.js';
@@ -28,6 +32,8 @@ export interface HttpServerOptions {
   backlogRefreshMs?: number;
   /** Counts refused webhook requests; pass one to read it elsewhere (metrics). Default: a new one. */
   webhookRejections?: WebhookRejections;
+  /** The worker processes' metrics, summed into /metrics (`botqueue start --workers N`). */
+  workerMetrics?: () => Promise<MetricsSnapshot[]>;
 }
 
 export function createHttpServer(options: HttpServerOptions): FastifyInstance {
@@ -58,7 +64,10 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   registerPublishRoute(app, { bq, topics: config.topics, http, gate, auth: http.publishRequiresToken ? adminAuth : undefined });
   const webhookRejections = options.webhookRejections ?? new WebhookRejections();
   registerAdminRoutes(app, { bq, auth: adminAuth, webhookRejections });
+  registerAdminOperationRoutes(app, { bq, auth: adminAuth });
   registerWebhookRoutes(app, { bq, webhooks: config.webhooks ?? NO_WEBHOOKS, gate, rejections: webhookRejections, http, topics: config.topics });
+  registerDashboardRoute(app);
+  registerMetricsRoute(app, { bq, auth: adminAuth, workerMetrics: options.workerMetrics });
 
   app.setErrorHandler((error, request, reply) => {
     const answer = toHttpAnswer(error, { bodyLimitBytes: http.bodyLimitBytes });
@@ -72,7 +81,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
       statusCode: 404,
       error: 'Not Found',
       code: HttpErrorCodes.NOT_FOUND,
-      message: `no route ${request.method} ${request.url.split('?')[0]}; routes: POST /v1/topics/:topic/messages, GET /healthz, GET /readyz, GET /v1/stats, GET /v1/dead-letters`,
+      message: `no route ${request.method} ${request.url.split('?')[0]}; routes: POST /v1/topics/:topic/messages, GET /healthz, GET /readyz, GET /v1/stats, GET /v1/dead-letters, GET /metrics`,
     }),
   );
 

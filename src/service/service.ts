@@ -97,7 +97,14 @@ export class Service {
 
     // One count of refused webhook updates for the routes and the Telegram poller alike.
     const webhookRejections = new WebhookRejections();
-    this.app = createHttpServer({ bq, config, logger, shuttingDown: () => this.stopping, webhookRejections });
+    this.app = createHttpServer({
+      bq,
+      config,
+      logger,
+      shuttingDown: () => this.stopping,
+      webhookRejections,
+      workerMetrics: () => this.supervisor?.collectMetrics() ?? Promise.resolve([]),
+    });
     const startWorkers = async (): Promise<void> => {
       if (config.handlers.length === 0 || this.stopping) return;
       if (workers === 0) {

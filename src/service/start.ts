@@ -25,7 +25,7 @@ export interface RunStartOptions {
   workers?: number;
   /** Default `process.env`. Worker processes get it too. */
   env?: NodeJS.ProcessEnv;
-  /** Human-readable lines. Default: stdout. */
+  /** Human-readable lines (the banner, supervisor notes). Default: stderr, so that stdout carries only JSON log lines. */
   out?: (line: string) => void;
   /** Error lines. Default: stderr. */
   err?: (line: string) => void;
@@ -40,7 +40,7 @@ export async function runStart(options: RunStartOptions = {}): Promise<number> {
   // Every printed line (the banner, supervisor notes, errors) goes through the redactor; the
   // config file's secrets join those of the environment once it is loaded.
   let secrets = settingsSecrets(env);
-  const write = options.out ?? ((line: string) => void process.stdout.write(`${line}\n`));
+  const write = options.out ?? ((line: string) => void process.stderr.write(`${line}\n`));
   const writeErr = options.err ?? ((line: string) => void process.stderr.write(`${line}\n`));
   const out = (line: string): void => write(redactSecrets(line, ...secrets));
   const err = (line: string): void => writeErr(redactSecrets(line, ...secrets));

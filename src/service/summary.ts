@@ -13,11 +13,11 @@ export function summaryLines(config: BotqueueConfig, started: StartedService, wo
   const row = (label: string, text: string): void => void lines.push(`  ${label.padEnd(11)} ${text}`);
 
   row('http', started.url + (started.address === '0.0.0.0' || started.address === '::' ? ` (all interfaces, ${started.address})` : ''));
-  row('', 'POST /v1/topics/:topic/messages · GET /healthz · GET /readyz · GET /v1/stats · GET /v1/dead-letters');
+  row('', 'POST /v1/topics/:topic/messages · GET /healthz · GET /readyz · GET /v1/stats · GET /v1/dead-letters · GET /metrics · GET /dashboard');
   if (config.adminToken === undefined) {
     row('admin auth', 'off: listening on loopback only because BOTQUEUE_ADMIN_TOKEN is not set');
   } else {
-    row('admin auth', `on: /v1/stats and /v1/dead-letters${http.publishRequiresToken ? ' and publishing' : ''} need Authorization: Bearer $BOTQUEUE_ADMIN_TOKEN`);
+    row('admin auth', `on: /v1/stats, /v1/dead-letters, DELETE /v1/topics/…, /metrics (the dashboard's data)${http.publishRequiresToken ? ' and publishing' : ''} need Authorization: Bearer $BOTQUEUE_ADMIN_TOKEN`);
     if (!http.publishRequiresToken && !isLoopback(started.address)) {
       row('warning', 'publishing is open to anyone who can reach this address; set http.publishRequiresToken: true in the config to require the token');
     }

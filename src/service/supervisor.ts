@@ -9,7 +9,11 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { BotqueueConfig } from './config.js';
 import type { Logger } from './logger.js';
-import type { StartMessage, WorkerProcessMessage } from './worker-process.js';
+import type { MetricsSnapshot } from '../observability/exposition.js';
+import type { MetricsRequest, StartMessage, WorkerProcessMessage } from './worker-process.js';
+
+/** How long a scrape waits for a worker process's metrics; a process that does not answer is left out. */
+export const METRICS_TIMEOUT_MS = 2_000;
 
 export const RESTART_DELAY_MS = 1_000;
 export const MAX_RESTART_DELAY_MS = 30_000;
@@ -45,6 +49,7 @@ export class Supervisor {
   /** True once start() succeeded: from then on a process that dies is restarted. */
   private running = false;
   private readonly restartDelayMs: number;
+  private nextRequestId = 1;
 
   constructor(private readonly options: SupervisorOptions) {
     this.restartDelayMs = options.restartDelayMs ?? RESTART_DELAY_MS;
@@ -53,6 +58,42 @@ export class Supervisor {
   /** Pids of the live worker processes. */
   get pids(): number[] {
     return this.slots.filter((s) => s.alive && s.child?.pid !== undefined).map((s) => s.child!.pid!);
+  }
+
+  /**
+   * Every live worker process's metrics (asked over IPC). A process that does not answer within
+   * METRICS_TIMEOUT_MS (busy, or dying) is left out of this scrape rather than failing it.
+   */
+  async collectMetrics(timeoutMs = METRICS_TIMEOUT_MS): Promise<MetricsSnapshot[]> {
+    const asks = this.slots
+      .filter((slot) => slot.alive && slot.child?.connected === true)
+      .map(
+        (slot) =>
+          new Promise<MetricsSnapshot | undefined>((resolve) => {
+            const child = slot.child!;
+            const requestId = this.nextRequestId++;
+            const timer = setTimeout(() => done(undefined), timeoutMs);
+            const onMessage = (message: WorkerProcessMessage): void => {
+              if (message.type === 'metrics' && message.requestId === requestId) done(message.metrics);
+            };
+            const done = (snapshot: MetricsSnapshot | undefined): void => {
+              clearTimeout(timer);
+              child.off('message', onMessage);
+              child.off('exit', onExit);
+              resolve(snapshot);
+            };
+            const onExit = (): void => done(undefined);
+            child.on('message', onMessage);
+            child.once('exit', onExit);
+            const request: MetricsRequest = { type: 'metrics', requestId };
+            try {
+              child.send(request, (error) => (error == null ? undefined : done(undefined)));
+            } catch {
+              done(undefined);
+            }
+          }),
+      );
+    return (await Promise.all(asks)).filter((s): s is MetricsSnapshot => s !== undefined);
   }
 
   /** Starts every process; resolves when all are ready, rejects if one cannot start (stop() then stops the others). */

@@ -13,6 +13,8 @@ import type { BotqueueConfig } from './config.js';
 import { loadHandlers, startHandlers, type RunningHandlers } from './handlers.js';
 import { createLogger, type Logger } from './logger.js';
 import { settingsSecrets } from './secrets.js';
+import type { MetricsSnapshot } from '../observability/exposition.js';
+import { metrics } from '../observability/metrics.js';
 
 /** Parent → child. */
 export interface StartMessage {
@@ -22,8 +24,18 @@ export interface StartMessage {
   config: BotqueueConfig;
 }
 
+/** Parent → child: send this process's metrics (answered with a `metrics` message of the same id). */
+export interface MetricsRequest {
+  type: 'metrics';
+  requestId: number;
+}
+
 /** Child → parent. */
-export type WorkerProcessMessage = { type: 'ready' } | { type: 'fatal'; message: string } | { type: 'stopped'; timedOut: boolean };
+export type WorkerProcessMessage =
+  | { type: 'ready' }
+  | { type: 'fatal'; message: string }
+  | { type: 'stopped'; timedOut: boolean }
+  | { type: 'metrics'; requestId: number; metrics: MetricsSnapshot };
 
 /** Sends to the supervisor; resolves once the message is handed to the channel (so exiting next does not drop it). */
 const send = (message: WorkerProcessMessage): Promise<void> =>
@@ -43,7 +55,13 @@ let handlers: RunningHandlers | undefined;
 let starting: Promise<void> | undefined;
 let stopping: Promise<void> | undefined;
 
-process.on('message', (message: StartMessage) => {
+process.on('message', (message: StartMessage | MetricsRequest) => {
+  if (message.type === 'metrics') {
+    void metrics()
+      .registry.getMetricsAsJSON()
+      .then((snapshot) => send({ type: 'metrics', requestId: message.requestId, metrics: snapshot }));
+    return;
+  }
   if (message.type !== 'start' || starting !== undefined || stopping !== undefined) return;
   starting = start(message);
 });
@@ -58,6 +76,7 @@ async function start({ index, config }: StartMessage): Promise<void> {
   try {
     bq = await connect(config.url, { maxMessageBytes: config.maxMessageBytes });
     logClientEvents(bq, logger);
+    metrics().observeClient(bq);
     const functions = await loadHandlers(config.handlers);
     handlers = await startHandlers(bq, config, functions, logger);
     await handlers.ready;

@@ -6,6 +6,11 @@ import type { ErrorInfo } from '../core/errors.js';
  * builds an event when someone listens (see `Instrumentation.emitIfListened`).
  */
 export interface WorkerEvents {
+  /**
+   * A handler starts on a message (`attempt` 1 is the first delivery). `queuedMs`: from publish
+   * to this start (for attempt 1, the queue time).
+   */
+  delivered: [event: { topic: string; group: string; partition: number; attempt: number; queuedMs: number }];
   /** A handler finished and the message was settled. */
   completed: [event: { topic: string; group: string; partition: number; seq: number; id: string; attempt: number; durationMs: number }];
   /** A handler threw; the message will be tried again after `delayMs`. */

@@ -191,9 +191,12 @@ export class PartitionReader {
       }
     }
     if (!this.pumpQueued) {
-      // Once per turn, however many messages were settled in it.
+      // Once per turn, however many messages were settled in it; after the turn's microtasks,
+      // so that the scheduler has freed the settled messages' room (it does so when the run's
+      // promise resolves, after this call): with a microtask the pump saw a full prefetch and,
+      // with many distinct keys, nothing fetched again until the next heartbeat.
       this.pumpQueued = true;
-      queueMicrotask(this.pumpFetch);
+      setImmediate(this.pumpFetch);
     }
   }
 

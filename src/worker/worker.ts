@@ -133,6 +133,7 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
     const attempt = item.attempts + 1;
     item.started = performance.now();
     run.inFlight++;
+    this.instrumentation.emitIfListened('delivered', () => ({ topic: this.topic, group: this.group, partition: run.partition, attempt, queuedMs: Math.max(0, Date.now() - delivery.publishedAt) }));
     let result: unknown;
     try {
       const envelope: Envelope<P> = {

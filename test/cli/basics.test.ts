@@ -66,8 +66,10 @@ describe('botqueue (the command line itself)', () => {
   test('--url wins over BOTQUEUE_URL', async () => {
     const result = await ws.run(['publish', 'elsewhere', '--payload', '1', '--url', `sqlite:${join(ws.dir, 'other.db')}`]);
     assert.equal(result.code, 0, result.stderr);
-    const here = (await ws.json(['topics', 'list', '--json'])) as { topics: unknown[] };
-    assert.deepEqual(here.topics, []);
+    // Nothing was written at BOTQUEUE_URL: its file does not even exist (and a read creates none).
+    const here = await ws.run(['topics', 'list', '--json']);
+    assert.equal(here.code, 1);
+    assert.match(here.stderr, /no botqueue store at .*BOTQUEUE_STORE_NOT_FOUND/);
     const there = (await ws.json(['topics', 'list', '--json', '--url', `sqlite:${join(ws.dir, 'other.db')}`])) as { topics: { name: string }[] };
     assert.deepEqual(
       there.topics.map((t) => t.name),

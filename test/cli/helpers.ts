@@ -37,7 +37,7 @@ export interface Workspace {
 }
 
 /** The environment without any BOTQUEUE_* of the developer's shell. */
-function cleanEnv(): NodeJS.ProcessEnv {
+export function cleanEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('BOTQUEUE_')) env[name] = value;
   return env;

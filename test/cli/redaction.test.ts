@@ -209,8 +209,8 @@ if (!reportMissing('no password in the output of botqueue on RabbitMQ', missing,
             assert.equal(refused.status, 400);
             await waitFor('the message handled', () => existsSync(handled) && readFileSync(handled, 'utf8').includes(` ${run} `), 20_000);
           });
-          assert.match(stdout, /^\s+broker\s+amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+\?namespace=/m, 'the banner shows the broker');
-          if (inUrl) assert.match(stdout, /store=postgres%3A%2F%2Fpostgres%3A\*\*\*%40/, 'the banner shows the store, masked');
+          assert.match(stderr, /^\s+broker\s+amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+\?namespace=/m, 'the banner shows the broker');
+          if (inUrl) assert.match(stderr, /store=postgres%3A%2F%2Fpostgres%3A\*\*\*%40/, 'the banner shows the store, masked');
           assert.match(stdout, /"log\.level":"debug"/, 'debug lines were logged');
           if (inUrl) assert.match(stdout, /"botqueue\.role":"worker"/, 'the worker process logged');
           assertNoPassword('botqueue start (stdout)', stdout);
@@ -252,9 +252,9 @@ async function runService(args: string[], env: NodeJS.ProcessEnv, during: (http:
   try {
     await waitFor('the banner', () => {
       if (child.exitCode !== null) assert.fail(`botqueue start exited ${child.exitCode}:\n${stdout}\n${stderr}`);
-      return /^\s+stop\s/m.test(stdout);
+      return /^\s+stop\s/m.test(stderr); // the banner is on stderr
     }, 30_000);
-    await during(/^\s+http\s+(http:\/\/\S+)/m.exec(stdout)![1]!);
+    await during(/^\s+http\s+(http:\/\/\S+)/m.exec(stderr)![1]!);
   } finally {
     child.kill('SIGTERM');
   }

@@ -95,7 +95,7 @@ describe('botqueue stats', () => {
     assert.equal(result.code, 0, result.stderr);
     const rows = result.stdout.trimEnd().split('\n');
     assert.match(rows[0]!, /^TOPIC\s+GROUP\s+BACKLOG\s+IN FLIGHT\s+OLDEST\s+DLQ\s+PARKED KEYS\s+MEMBERS\s+ORDER VIOLATIONS$/);
-    assert.match(rows[1]!, /^orders\s+billing\s+3\s+0\s+\S+\s+0\s+0\s+0\s+0$/);
+    assert.match(rows[1]!, /^orders\s+billing\s+3\s+0\s+\S+\s+0\s+0\s+0 \(idle\)\s+0$/);
     assert.match(rows[2]!, /^other\s+\(no group\)/);
     assert.equal(rows.length, 3);
 

@@ -54,6 +54,8 @@ export function serviceEnv(dir: string, extra: Record<string, string> = {}): Nod
 /** One `botqueue start` process and what it printed. */
 export class ServiceProcess {
   readonly lines: string[] = [];
+  /** What the process wrote to stdout (JSON log lines only). */
+  readonly stdoutLines: string[] = [];
   readonly proc: ChildProcessWithoutNullStreams;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stderr = '';
@@ -68,9 +70,14 @@ export class ServiceProcess {
     const args = ['--import', TSX, START];
     if (workers !== undefined) args.push(String(workers));
     this.proc = spawn(process.execPath, args, { cwd: dir, env, stdio: ['pipe', 'pipe', 'pipe'] });
-    createInterface({ input: this.proc.stdout }).on('line', (line) => this.lines.push(line));
-    this.proc.stderr.on('data', (chunk: Buffer) => {
-      this.stderr = (this.stderr + chunk.toString()).slice(-8_000);
+    // stdout: JSON log lines only; stderr: the banner and other human lines. Both land in `lines`.
+    createInterface({ input: this.proc.stdout }).on('line', (line) => {
+      this.lines.push(line);
+      this.stdoutLines.push(line);
+    });
+    createInterface({ input: this.proc.stderr }).on('line', (line) => {
+      this.lines.push(line);
+      this.stderr = `${this.stderr}${line}\n`.slice(-8_000);
     });
     this.exited = new Promise((resolve) => {
       this.proc.on('exit', (code, signal) => {

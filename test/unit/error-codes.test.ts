@@ -13,7 +13,7 @@ import { ErrorCodes } from '../../src/core/errors.js';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
 /** `BOTQUEUE_*` names that are environment variables, not error codes. */
-const ENVIRONMENT_VARIABLES = new Set(['BOTQUEUE_URL', 'BOTQUEUE_STORE_URL', 'BOTQUEUE_PORT', 'BOTQUEUE_HOST', 'BOTQUEUE_LOG_LEVEL', 'BOTQUEUE_ADMIN_TOKEN', 'BOTQUEUE_WEBHOOK_SECRET']);
+const ENVIRONMENT_VARIABLES = new Set(['BOTQUEUE_URL', 'BOTQUEUE_SERVER', 'BOTQUEUE_STORE_URL', 'BOTQUEUE_PORT', 'BOTQUEUE_HOST', 'BOTQUEUE_LOG_LEVEL', 'BOTQUEUE_ADMIN_TOKEN', 'BOTQUEUE_WEBHOOK_SECRET']);
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {

@@ -33,7 +33,7 @@ import { DeadLetterStore } from './dead-letters.js';
 import { publishMessages } from './publish.js';
 import { purgeDeadLetters, redriveDeadLetters } from './redrive.js';
 import { settleOne } from './settle.js';
-import { createGroup, createTopic, effectKey, type PendingEntry, type TopicState } from './state.js';
+import { createGroup, createTopic, effectKey, removePending, type PendingEntry, type TopicState } from './state.js';
 import { compare, topicStats } from './stats.js';
 import { Watchers } from '../watchers.js';
 
@@ -85,6 +85,28 @@ export class MemoryBroker implements Broker {
     return this.run(() => {
       const state = this.topics.get(topic);
       return state === undefined ? undefined : { ...state.info };
+    });
+  }
+
+  deleteGroup(topic: string, group: string): Promise<boolean> {
+    return this.run(() => {
+      const state = this.topics.get(topic);
+      const found = state?.groups.get(group);
+      if (state === undefined || found === undefined) return false;
+      for (const partition of found.pending) for (const entry of [...partition.values()]) removePending(state, found, entry);
+      state.groups.delete(group);
+      for (const letter of this.deadLetters.find({ topic, group })) this.deadLetters.delete(letter.dlqId);
+      return true;
+    });
+  }
+
+  deleteTopic(topic: string): Promise<boolean> {
+    return this.run(() => {
+      const state = this.topics.get(topic);
+      if (state === undefined) return false;
+      for (const letter of this.deadLetters.find({ topic })) this.deadLetters.delete(letter.dlqId);
+      this.topics.delete(topic);
+      return true;
     });
   }
 

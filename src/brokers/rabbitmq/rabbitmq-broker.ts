@@ -713,6 +713,17 @@ export class RabbitmqBroker implements Broker {
     return { topic: info.name, partitions: info.partitions, retained, groups };
   }
 
+  // ---------------------------------------------------------------- lifecycle
+
+  /** Not yet on RabbitMQ: the shared store has no deletion of a group's rows (see docs/operations.md). */
+  deleteGroup(topic: string, group: string): Promise<boolean> {
+    return Promise.reject(notSupported(`delete group "${group}" of topic "${topic}"`));
+  }
+
+  deleteTopic(topic: string): Promise<boolean> {
+    return Promise.reject(notSupported(`delete topic "${topic}"`));
+  }
+
   // ---------------------------------------------------------------- watching and closing
 
   watch(topic: string, listener: (partition: number) => void): () => void {
@@ -751,4 +762,8 @@ export class RabbitmqBroker implements Broker {
       await this.topology.deleteTopic(info.name, await this.store.listGroups(info.name), info.partitions);
     }
   }
+}
+
+function notSupported(what: string): BotqueueError {
+  return new BotqueueError(ErrorCodes.NOT_SUPPORTED, `the RabbitMQ backend cannot ${what} yet; delete its queues with rabbitmqctl and its rows in the store by hand, or use the SQLite or memory backend`);
 }

@@ -42,6 +42,7 @@ import { Publisher } from './publish.js';
 import { openDatabase } from './schema.js';
 import { Settler } from './settle.js';
 import { Stats } from './stats.js';
+import { Lifecycle } from './lifecycle.js';
 import { Topics } from './topics.js';
 import { WriteTx } from './transaction.js';
 import { Watchers } from './watchers.js';
@@ -70,6 +71,7 @@ export class SqliteBroker implements Broker {
   private readonly effects: Effects;
   private readonly deadLetters: DeadLetters;
   private readonly statistics: Stats;
+  private readonly lifecycle: Lifecycle;
   private readonly housekeeping: Housekeeping;
   private readonly housekeepingTimer: NodeJS.Timeout;
   private closed = false;
@@ -118,6 +120,7 @@ export class SqliteBroker implements Broker {
     this.effects = new Effects(db, this.catalog, now);
     this.deadLetters = new DeadLetters(db, this.catalog, store, new FilterQueries(db), now);
     this.statistics = new Stats(db, this.catalog, now);
+    this.lifecycle = new Lifecycle(db, this.catalog);
     this.housekeeping = new Housekeeping(db, now);
     this.housekeepingTimer = setInterval(this.runHousekeeping, HOUSEKEEPING_INTERVAL_MS);
     this.housekeepingTimer.unref();
@@ -136,6 +139,14 @@ export class SqliteBroker implements Broker {
       const row = this.catalog.topic(topic);
       return row === undefined ? undefined : topicInfo(row);
     });
+  }
+
+  deleteGroup(topic: string, group: string): Promise<boolean> {
+    return this.guard('delete the group', () => this.write(1, `delete group "${group}" of topic "${topic}"`, () => this.lifecycle.deleteGroup(topic, group)));
+  }
+
+  deleteTopic(topic: string): Promise<boolean> {
+    return this.guard('delete the topic', () => this.write(1, `delete topic "${topic}"`, () => this.lifecycle.deleteTopic(topic)));
   }
 
   ensureGroup(topic: string, group: string): Promise<void> {

@@ -31,8 +31,11 @@ import type { ResolvedSqliteOptions } from './options.js';
  *   dedup records, effects, member heartbeats and leases.
  * - `dead_letters.dlq_id` is AUTOINCREMENT: an id an operator saw is never given to another
  *   dead letter after a purge.
+ * - `backlog_counts`, `topic_counts` and `dead_letter_counts` are kept by triggers on every
+ *   insert and delete of pending rows, messages and dead letters, so stats (and a Prometheus
+ *   scrape) cost a lookup per partition, not a count over a backlog of millions of rows.
  */
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 const DDL = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -145,6 +148,50 @@ CREATE TABLE IF NOT EXISTS effects (
   PRIMARY KEY (tid, grp, message_id, name)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS effects_expiry ON effects (expires_at);
+
+CREATE TABLE IF NOT EXISTS backlog_counts (
+  gid INTEGER NOT NULL,
+  partition INTEGER NOT NULL,
+  n INTEGER NOT NULL,
+  PRIMARY KEY (gid, partition)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS pending_counted AFTER INSERT ON pending BEGIN
+  INSERT INTO backlog_counts (gid, partition, n) VALUES (NEW.gid, NEW.partition, 1) ON CONFLICT (gid, partition) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS pending_uncounted AFTER DELETE ON pending BEGIN
+  UPDATE backlog_counts SET n = n - 1 WHERE gid = OLD.gid AND partition = OLD.partition;
+END;
+
+CREATE TABLE IF NOT EXISTS topic_counts (
+  tid INTEGER PRIMARY KEY,
+  n INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS message_counted AFTER INSERT ON messages BEGIN
+  INSERT INTO topic_counts (tid, n) VALUES (NEW.tid, 1) ON CONFLICT (tid) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS message_uncounted AFTER DELETE ON messages BEGIN
+  UPDATE topic_counts SET n = n - 1 WHERE tid = OLD.tid;
+END;
+
+CREATE TABLE IF NOT EXISTS dead_letter_counts (
+  topic TEXT NOT NULL,
+  grp TEXT NOT NULL,
+  n INTEGER NOT NULL,
+  PRIMARY KEY (topic, grp)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS dead_letter_counted AFTER INSERT ON dead_letters BEGIN
+  INSERT INTO dead_letter_counts (topic, grp, n) VALUES (NEW.topic, NEW.grp, 1) ON CONFLICT (topic, grp) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS dead_letter_uncounted AFTER DELETE ON dead_letters BEGIN
+  UPDATE dead_letter_counts SET n = n - 1 WHERE topic = OLD.topic AND grp = OLD.grp;
+END;
+`;
+
+/** Version 1 or 2 → 3: the counts the triggers keep from now on, as they stand. */
+const COUNT_EXISTING = `
+INSERT OR REPLACE INTO backlog_counts (gid, partition, n) SELECT gid, partition, count(*) FROM pending GROUP BY gid, partition;
+INSERT OR REPLACE INTO topic_counts (tid, n) SELECT tid, count(*) FROM messages GROUP BY tid;
+INSERT OR REPLACE INTO dead_letter_counts (topic, grp, n) SELECT topic, grp, count(*) FROM dead_letters GROUP BY topic, grp;
 `;
 
 /** Version 1 → 2: RetryLater deferrals counted per group. */
@@ -166,6 +213,7 @@ function migrate(db: Database.Database): void {
     const current = db.pragma('user_version', { simple: true }) as number;
     if (current === 1) db.exec(UPGRADE_FROM_1);
     db.exec(DDL);
+    if (current !== 0 && current < 3) db.exec(COUNT_EXISTING);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
     db.exec('COMMIT');
   } catch (error) {

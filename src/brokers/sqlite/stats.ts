@@ -9,8 +9,8 @@ type BacklogRow = [partition: number, count: number, oldestSeq: number];
 type AssignmentRow = [partition: number, owner: string | null, leaseUntil: number, inFlight: number];
 
 /**
- * Counts for the dashboard and the CLI, read in one snapshot. Backlogs are counted from the
- * primary key of `pending`; a partition's oldest message is its lowest seq (seqs follow
+ * Counts for the dashboard, the CLI and /metrics, read in one snapshot. Backlogs, retained
+ * messages and dead letters come from the counts the schema's triggers keep; a partition's oldest message is its lowest seq (seqs follow
  * publish order), so its age costs one lookup.
  */
 export class Stats {
@@ -29,12 +29,15 @@ export class Stats {
     private readonly catalog: Catalog,
     now: Clock,
   ) {
-    this.retained = db.prepare<[number], number>('SELECT count(*) FROM messages WHERE tid = ?').pluck();
+    this.retained = db.prepare<[number], number>('SELECT coalesce((SELECT n FROM topic_counts WHERE tid = ?), 0)').pluck();
     this.groups = db.prepare<[number], GroupRow>('SELECT gid, name, order_violations, deferrals FROM groups WHERE tid = ? ORDER BY name').raw();
-    this.backlog = db.prepare<[number], BacklogRow>('SELECT partition, count(*), min(seq) FROM pending WHERE gid = ? GROUP BY partition').raw();
+    // The oldest seq of each partition is one index seek (MIN on the primary key's prefix).
+    this.backlog = db
+      .prepare<[number], BacklogRow>('SELECT c.partition, c.n, (SELECT min(seq) FROM pending p WHERE p.gid = c.gid AND p.partition = c.partition) FROM backlog_counts c WHERE c.gid = ? AND c.n > 0')
+      .raw();
     this.publishedAt = db.prepare<[number], number>('SELECT published_at FROM messages WHERE seq = ?').pluck();
     this.assignments = db.prepare<[number], AssignmentRow>('SELECT partition, owner, lease_until, in_flight FROM assignments WHERE gid = ?').raw();
-    this.deadLetters = db.prepare<[string, string], number>('SELECT count(*) FROM dead_letters WHERE topic = ? AND grp = ?').pluck();
+    this.deadLetters = db.prepare<[string, string], number>('SELECT coalesce((SELECT n FROM dead_letter_counts WHERE topic = ? AND grp = ?), 0)').pluck();
     this.parkedKeys = db
       .prepare<[number], number>('SELECT count(DISTINCT m.key) FROM pending p JOIN messages m ON m.seq = p.seq WHERE p.gid = ? AND p.parked = 1')
       .pluck();

@@ -26,9 +26,19 @@ export class WriteTx {
     this.readSeq = db.prepare<[], number>("SELECT value FROM meta WHERE name = 'next_seq'").pluck();
     this.writeSeq = db.prepare<[number]>("UPDATE meta SET value = ? WHERE name = 'next_seq'");
     this.readGroupIds = db.prepare<[number], number>('SELECT gid FROM groups WHERE tid = ? ORDER BY gid').pluck();
+    this.readCatalogVersion = db.prepare<[], number>("SELECT value FROM meta WHERE name = 'catalog_version'").pluck();
   }
 
+  private readonly readCatalogVersion: Database.Statement<[], number>;
+  private catalogVersion = 0;
+
   begin(): void {
+    // A topic or group deleted (by any process) since the last transaction: cached ids may be gone.
+    const version = this.readCatalogVersion.get() ?? 0;
+    if (version !== this.catalogVersion) {
+      this.catalogVersion = version;
+      this.onUndo();
+    }
     this.seq = 0;
     this.seqAtStart = 0;
     this.groupIds.clear();

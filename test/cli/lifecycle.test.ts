@@ -1,0 +1,164 @@
+/**
+ * Lifecycle and the operator's CLI: groups and topics deleted (library on memory and SQLite,
+ * CLI, admin API), a group with live members refused, idle groups and waiting messages shown,
+ * read-only commands that never create a store, undeclared topics refused when the config
+ * declares topics, and the CLI talking to a running server with --server / BOTQUEUE_SERVER.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { ErrorCodes, PermanentError, connect } from '../../src/index.js';
+import { resolveConfig } from '../../src/service/config.js';
+import { createHttpServer, listen } from '../../src/service/http.js';
+import { createLogger } from '../../src/service/logger.js';
+import { waitFor } from '../service/harness.js';
+import { cleanEnv, workspace } from './helpers.js';
+
+const ws = workspace('lifecycle');
+const TOKEN = 'lifecycle-admin-token-0123456789';
+const closers: Array<() => Promise<unknown>> = [];
+after(async () => {
+  for (const close of closers.reverse()) await close();
+  ws.cleanup();
+});
+
+describe('lifecycle', () => {
+  for (const backend of ['memory', 'sqlite'] as const) {
+    test(`${backend}: deleteGroup refuses live members, then frees the group's messages; deleteTopic removes the topic`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'bq-lifecycle-'));
+      closers.push(() => Promise.resolve(rmSync(dir, { recursive: true, force: true })));
+      const bq = await connect(backend === 'memory' ? 'memory:' : `sqlite:${join(dir, 'bq.db')}`);
+      closers.push(() => bq.close());
+      await bq.createTopic('t', { partitions: 2 });
+      await bq.broker.ensureGroup('t', 'abandoned');
+      let release: () => void = () => undefined;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      // Holds both messages until released, so the live group still needs them below.
+      const worker = bq.worker('t', () => gate, { group: 'live', shutdownTimeoutMs: 5_000 });
+      await worker.ready;
+      await bq.publishBatch('t', [{ key: 'a', id: '1', payload: 1 }, { key: 'b', id: '2', payload: 2 }]);
+      await assert.rejects(bq.deleteGroup('t', 'live'), { code: ErrorCodes.GROUP_HAS_MEMBERS });
+      await assert.rejects(bq.deleteTopic('t'), { code: ErrorCodes.GROUP_HAS_MEMBERS });
+      await assert.rejects(bq.deleteGroup('t', 'nope'), { code: ErrorCodes.GROUP_NOT_FOUND });
+      await bq.deleteGroup('t', 'abandoned');
+      const [stats] = await bq.stats('t');
+      assert.deepEqual(stats!.groups.map((g) => g.group), ['live']);
+      assert.equal(stats!.retained, 2, 'the live group still needs both messages');
+      release();
+      await worker.close();
+      await waitFor('no live member', async () => (await bq.stats('t'))[0]!.groups[0]!.members === 0, 10_000);
+      await bq.deleteGroup('t', 'live');
+      assert.equal((await bq.stats('t'))[0]!.retained, 0, 'no group needs them (handled, or deleted with the group)');
+      await bq.deleteTopic('t');
+      assert.deepEqual(await bq.stats(), []);
+      assert.equal(await bq.broker.getTopic('t'), undefined);
+      // A new topic of the same name starts empty, and publishing to it works.
+      await bq.createTopic('t', { partitions: 4 });
+      await bq.publish('t', { key: 'a', id: '1', payload: 1 });
+      assert.equal((await bq.stats('t'))[0]!.retained, 1, 'the id is new again: dedup records went with the topic');
+    });
+  }
+
+  test('read-only commands never create a store: a missing SQLite file names the path and BOTQUEUE_URL', async () => {
+    const empty = mkdtempSync(join(tmpdir(), 'bq-nostore-'));
+    closers.push(() => Promise.resolve(rmSync(empty, { recursive: true, force: true })));
+    const missing = join(empty, 'nothing-here.db');
+    for (const args of [['stats'], ['topics', 'list'], ['groups', 'list'], ['dlq', 'list']]) {
+      const result = await ws.run(args, { env: { BOTQUEUE_URL: `sqlite:${missing}` }, cwd: empty });
+      assert.equal(result.code, 1, `${args.join(' ')}: ${result.stderr}`);
+      assert.match(result.stderr, new RegExp(`no botqueue store at ${missing.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}.*from BOTQUEUE_URL`));
+      assert.match(result.stderr, /BOTQUEUE_STORE_NOT_FOUND/);
+      assert.equal(existsSync(missing), false, 'nothing created');
+    }
+  });
+
+  test('stats shows waiting messages of a topic without groups and marks an idle group; groups/topics delete need --yes', async () => {
+    const bq = await ws.client();
+    try {
+      await bq.publish('orphans', { id: 'o1', payload: 1 });
+      await bq.publish('orphans', { id: 'o2', payload: 2 });
+      await bq.createTopic('readme');
+      await bq.broker.ensureGroup('readme', 'example');
+      await bq.publish('readme', { id: 'r1', payload: 1 });
+    } finally {
+      await bq.close();
+    }
+    const stats = await ws.run(['stats']);
+    assert.equal(stats.code, 0, stats.stderr);
+    assert.match(stats.stdout, /orphans\s+\(no group\)\s+2 waiting/);
+    assert.match(stats.stdout, /readme\s+example\s+1\s.*0 \(idle\)/);
+    const refused = await ws.run(['groups', 'delete', 'readme', 'example']);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /--yes/);
+    const deleted = await ws.run(['groups', 'delete', 'readme', 'example', '--yes']);
+    assert.equal(deleted.code, 0, deleted.stderr);
+    const topicGone = await ws.run(['topics', 'delete', 'orphans', '--yes']);
+    assert.equal(topicGone.code, 0, topicGone.stderr);
+    const list = (await ws.json(['topics', 'list', '--json'])) as { topics: Array<{ name: string; groups: string[] }> };
+    assert.deepEqual(list.topics.map((t) => [t.name, t.groups]), [['readme', []]]);
+  });
+
+  test('--server: stats, dlq, groups and topics through a running server, from a directory without the store', async () => {
+    const bq = await ws.client();
+    closers.push(() => bq.close());
+    const config = resolveConfig({}, { cwd: ws.dir, env: { BOTQUEUE_ADMIN_TOKEN: TOKEN }, path: undefined, label: 'config' });
+    const app = createHttpServer({ bq, config: { ...config, host: '127.0.0.1' }, logger: createLogger({ level: 'silent', role: 'gateway', destination: { write: () => undefined } }) });
+    closers.push(() => app.close());
+    const { url } = await listen(app, '127.0.0.1', 0);
+    const worker = bq.worker(
+      'remote',
+      () => {
+        throw new PermanentError('remote failure');
+      },
+      { group: 'far' },
+    );
+    await bq.publish('remote', { key: 'k', id: 'r-1', payload: { n: 1 } });
+    await waitFor('a dead letter', async () => (await bq.deadLetters.list({ topic: 'remote' })).length === 1);
+    await worker.close();
+
+    const elsewhere = mkdtempSync(join(tmpdir(), 'bq-remote-'));
+    closers.push(() => Promise.resolve(rmSync(elsewhere, { recursive: true, force: true })));
+    const env = { ...cleanEnv(), BOTQUEUE_SERVER: url, BOTQUEUE_ADMIN_TOKEN: TOKEN };
+    const run = (args: string[], extra: NodeJS.ProcessEnv = {}) => ws.run(args, { cwd: elsewhere, env: { ...env, BOTQUEUE_URL: '', ...extra } });
+
+    const stats = await run(['stats', '--json']);
+    assert.equal(stats.code, 0, stats.stderr);
+    const topics = (JSON.parse(stats.stdout) as { topics: Array<{ topic: string; groups: Array<{ group: string; deadLetters: number }> }> }).topics;
+    assert.equal(topics.find((t) => t.topic === 'remote')?.groups[0]?.deadLetters, 1);
+    const dlq = await run(['dlq', 'list']);
+    assert.equal(dlq.code, 0, dlq.stderr);
+    assert.match(dlq.stdout, /remote failure/);
+    const purged = await run(['dlq', 'purge', '--topic', 'remote']);
+    assert.equal(purged.code, 0, purged.stderr);
+    assert.equal((await bq.deadLetters.list({ topic: 'remote' })).length, 0);
+    const groupGone = await ws.run(['groups', 'delete', 'remote', 'far', '--yes', '--server', url], { cwd: elsewhere, env: { ...cleanEnv(), BOTQUEUE_ADMIN_TOKEN: TOKEN } });
+    assert.equal(groupGone.code, 0, groupGone.stderr);
+    assert.deepEqual((await bq.stats('remote'))[0]?.groups, []);
+    const wrongToken = await run(['stats'], { BOTQUEUE_ADMIN_TOKEN: 'not-the-token-0123456789' });
+    assert.equal(wrongToken.code, 1);
+    assert.match(wrongToken.stderr, /401.*BOTQUEUE_UNAUTHORIZED/);
+    assert.doesNotMatch(wrongToken.stderr, /not-the-token/);
+    assert.equal(existsSync(join(elsewhere, 'data')), false, 'no store created where the CLI ran');
+    // The admin API refuses to delete a group with live members (409).
+    const busy = bq.worker('remote', () => undefined, { group: 'busy' });
+    await busy.ready;
+    const answer = await fetch(`${url}/v1/topics/remote/groups/busy`, { method: 'DELETE', headers: { authorization: `Bearer ${TOKEN}` } });
+    assert.equal(answer.status, 409);
+    assert.equal(((await answer.json()) as { code: string }).code, ErrorCodes.GROUP_HAS_MEMBERS);
+    await busy.close();
+  });
+
+  test('a config that declares topics refuses others with 404 naming the declared ones', async () => {
+    const config = resolveConfig({ topics: { 'telegram.updates': {} } }, { cwd: ws.dir, env: {}, path: undefined, label: 'config' });
+    const bq = await connect('memory:');
+    closers.push(() => bq.close());
+    const app = createHttpServer({ bq, config, logger: createLogger({ level: 'silent', role: 'gateway', destination: { write: () => undefined } }) });
+    closers.push(() => app.close());
+    const answer = await app.inject({ method: 'POST', url: '/v1/topics/telegram.update/messages', headers: { 'content-type': 'application/json' }, payload: { id: '1', payload: {} } });
+    assert.equal(answer.statusCode, 404);
+    assert.match(answer.body, /telegram\.updates/);
+    assert.equal((await bq.stats()).length, 0, 'the mistyped topic was not created');
+  });
+});
