@@ -19,6 +19,10 @@ import type { Botqueue } from '../client.js';
 import type { Envelope } from '../core/envelope.js';
 import { BotqueueError, ErrorCodes, PermanentError } from '../core/errors.js';
 import { RetryLater } from '../core/retry-later.js';
+import { recordOutboundSend, type OutboundOutcome } from '../observability/metrics.js';
+
+/** The metrics outcome of each kind of answer (a 429 also counts in botqueue_outbound_rate_limited_total). */
+const OUTCOME_LABEL = { sent: 'sent', 'rate-limited': 'rate_limited', unavailable: 'failed', rejected: 'permanent_failure' } as const satisfies Record<string, OutboundOutcome>;
 import type { HandlerContext } from '../worker/handler-context.js';
 import type { WorkerOptions } from '../worker/options.js';
 import type { Worker } from '../worker/worker.js';
@@ -77,6 +81,7 @@ export function startSender(bq: Botqueue, options: SenderOptions): Sender {
     } finally {
       answered();
     }
+    recordOutboundSend(client.platform, OUTCOME_LABEL[outcome.kind]);
     switch (outcome.kind) {
       case 'sent':
         if (outcome.pauseChatMs !== undefined && limits.chat !== undefined) limiters.block(`chat:${payload.chat}`, limits.chat, Date.now() + outcome.pauseChatMs);

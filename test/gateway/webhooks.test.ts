@@ -97,6 +97,29 @@ describe('Telegram webhook', () => {
   });
 });
 
+test('/metrics counts webhook requests by platform and outcome (accepted, duplicate, unauthorized), never by chat', async () => {
+  const g = await gateway();
+  const scrape = async (): Promise<string> => {
+    const res = await fetch(`${g.url}/metrics`);
+    assert.equal(res.status, 200);
+    return res.text();
+  };
+  const count = (text: string, outcome: string): number => {
+    const line = text.split('\n').find((l) => l.startsWith(`botqueue_webhook_requests_total{platform="telegram",outcome="${outcome}"}`));
+    return line === undefined ? 0 : Number(line.split(' ').at(-1));
+  };
+  const before = await scrape();
+  const update = telegramUpdate(77001, 424242, 'metrics');
+  assert.equal((await send(`${g.url}/webhooks/telegram`, telegramRequest(update))).status, 200);
+  assert.equal((await send(`${g.url}/webhooks/telegram`, telegramRequest(update))).status, 200);
+  assert.equal((await send(`${g.url}/webhooks/telegram`, telegramRequest(update, 'tg-secret_0123456780'))).status, 401);
+  const after = await scrape();
+  assert.equal(count(after, 'accepted') - count(before, 'accepted'), 1);
+  assert.equal(count(after, 'duplicate') - count(before, 'duplicate'), 1);
+  assert.equal(count(after, 'unauthorized') - count(before, 'unauthorized'), 1);
+  assert.ok(!after.includes('424242'), 'no chat id in any series');
+});
+
 describe('Slack', () => {
   const event = (id: string, channel: string) => ({
     type: 'event_callback',

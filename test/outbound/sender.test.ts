@@ -6,6 +6,7 @@
  * messages once the token is too old).
  */
 import assert from 'node:assert/strict';
+import { metrics } from '../../src/observability/metrics.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -130,6 +131,12 @@ describe('outbound sender (fake platform APIs)', () => {
       },
       {},
     );
+    const sends = async (outcome: string): Promise<number> => {
+      const text = await metrics().registry.metrics();
+      const line = text.split('\n').find((l) => l.startsWith(`botqueue_outbound_sends_total{platform="telegram",outcome="${outcome}"}`));
+      return line === undefined ? 0 : Number(line.split(' ').at(-1));
+    };
+    const before = { sent: await sends('sent'), failed: await sends('failed'), permanent: await sends('permanent_failure') };
     try {
       await bq.send('telegram', '-100777', 'to-nowhere');
       await bq.send('telegram', '-100777', 'after');
@@ -144,6 +151,10 @@ describe('outbound sender (fake platform APIs)', () => {
       assert.equal(JSON.parse(dead[0]!.payload).body.text, 'to-nowhere');
       assert.equal(fake.requests.filter((x) => x.body.text === 'flaky').length, 3, 'two 502s, then sent');
       assert.ok(!JSON.stringify(dead).includes('123:TEST'), 'the bot token is in no dead letter');
+      // /metrics counts each call by outcome: 2 sent, 2 failed (502), 1 refused for good (400).
+      // (The fake saw the last request before the sender read its answer.)
+      for (let i = 0; i < 100 && (await sends('sent')) - before.sent < 2; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.deepEqual({ sent: (await sends('sent')) - before.sent, failed: (await sends('failed')) - before.failed, permanent: (await sends('permanent_failure')) - before.permanent }, { sent: 2, failed: 2, permanent: 1 });
     } finally {
       await close();
     }

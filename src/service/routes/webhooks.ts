@@ -20,6 +20,7 @@ import { deferredResponse, discordRequest, TRY_AGAIN_RESPONSE } from '../../gate
 import { GENERIC_KEY_HEADER, genericMessage } from '../../gateway/generic.js';
 import type { GatewayMessage, Platform } from '../../gateway/message.js';
 import type { RejectionReason, WebhookRejections } from '../../gateway/rejections.js';
+import { recordWebhook, type WebhookOutcome } from '../../observability/metrics.js';
 import { slackFormPayload, slackRequest } from '../../gateway/slack.js';
 import { DEFAULT_TELEGRAM_BOT, TELEGRAM_BOT_NAME, telegramMessage } from '../../gateway/telegram.js';
 import { checkDiscord, checkGeneric, checkSlack, checkTelegram, checkWhatsApp, ed25519PublicKey, safeEqual, type SignatureFailure } from '../../gateway/verify.js';
@@ -96,6 +97,13 @@ function asRefusal(error: unknown): unknown {
   return error instanceof BodyError ? new Refusal(400, error.reason, HttpErrorCodes.INVALID_BODY, error.message) : error;
 }
 
+/** The metrics outcome of a refused request: a platform's retry, a forgery or bad input. */
+function outcomeOf(refusal: Refusal): WebhookOutcome {
+  if (refusal.statusCode >= 500 || refusal.reason === 'backlog_full') return 'unavailable';
+  if (refusal.statusCode === 401 || refusal.statusCode === 403) return 'unauthorized';
+  return 'rejected';
+}
+
 export function registerWebhookRoutes(app: FastifyInstance, options: WebhookRouteOptions): void {
   const { bq, webhooks, gate, rejections, http, topics } = options;
   const now = options.now ?? Date.now;
@@ -117,7 +125,9 @@ export function registerWebhookRoutes(app: FastifyInstance, options: WebhookRout
         topic,
         messages.map((m) => (m.key === undefined ? { id: m.id, payload: m.payload, headers: m.headers } : { key: m.key, id: m.id, payload: m.payload, headers: m.headers })),
       );
-      gate.accepted(topic, receipts.filter((r) => !r.duplicate).length);
+      const stored = receipts.filter((r) => !r.duplicate).length;
+      gate.accepted(topic, stored);
+      recordWebhook(messages[0]!.headers['bq-platform'] ?? 'generic', stored === 0 ? 'duplicate' : 'accepted');
     } catch (error) {
       if (error instanceof BotqueueError && error.code === ErrorCodes.MESSAGE_TOO_LARGE) {
         throw new Refusal(413, 'message_too_large', error.code, 'the update is over maxMessageBytes once stored; raise maxMessageBytes in the config to accept it');
@@ -130,6 +140,7 @@ export function registerWebhookRoutes(app: FastifyInstance, options: WebhookRout
 
   const refuse = (reply: FastifyReply, platform: Platform, refusal: Refusal): FastifyReply => {
     rejections.add(platform, refusal.reason);
+    recordWebhook(platform, outcomeOf(refusal));
     if (refusal.statusCode >= 500) reply.log.warn({ 'botqueue.platform': platform, 'event.reason': refusal.reason }, 'webhook update not stored');
     else reply.log.debug({ 'botqueue.platform': platform, 'event.reason': refusal.reason, 'http.response.status_code': refusal.statusCode }, 'webhook request refused');
     // Discord never retries an interaction: a 5xx (or a 429) would only show the user a failure without a word.
