@@ -137,8 +137,12 @@ export interface CoordinationStore {
    * call). A reservation older than `staleAfterMs` whose publish never confirmed is taken over.
    */
   reserveIds(topic: string, entries: DedupEntry[], windowMs: number, staleAfterMs: number): Promise<DedupOutcome[]>;
-  /** The publish of these reserved ids was confirmed by the broker: later publishes are duplicates until the window ends. */
-  confirmIds(topic: string, entries: DedupEntry[], windowMs: number): Promise<void>;
+  /**
+   * The publish of these reserved ids was confirmed by the broker: later publishes are
+   * duplicates until the window ends. `publishedSeqs` (in entry order), when the broker assigned
+   * the seqs at publish (Kafka offsets), replace the seqs reserved with.
+   */
+  confirmIds(topic: string, entries: DedupEntry[], windowMs: number, publishedSeqs?: number[]): Promise<void>;
   /** The publish failed: forget the reservations (only those still holding these seqs). */
   releaseIds(topic: string, entries: DedupEntry[]): Promise<void>;
 

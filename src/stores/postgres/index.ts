@@ -163,8 +163,8 @@ export class PostgresStore implements CoordinationStore {
     return dedup.reserveIds(this.ctx, topic, entries, windowMs, staleAfterMs);
   }
 
-  confirmIds(topic: string, entries: DedupEntry[], windowMs: number): Promise<void> {
-    return dedup.confirmIds(this.ctx, topic, entries, windowMs);
+  confirmIds(topic: string, entries: DedupEntry[], windowMs: number, publishedSeqs?: number[]): Promise<void> {
+    return dedup.confirmIds(this.ctx, topic, entries, windowMs, publishedSeqs);
   }
 
   releaseIds(topic: string, entries: DedupEntry[]): Promise<void> {
