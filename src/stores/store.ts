@@ -123,6 +123,13 @@ export interface CoordinationStore {
    */
   coordinate(request: CoordinateRequest, held: Record<number, HeldReport>): Promise<CoordinateResult>;
 
+  /**
+   * The owner and fence of these partitions' leases now (a lease past its time keeps its owner
+   * until another member takes it). A backend whose broker cannot fence a stale member itself
+   * (Kafka offsets committed by botqueue) checks settlements against it.
+   */
+  currentFences(topic: string, group: string, partitions: number[]): Promise<Map<number, { owner: string | null; fence: number }>>;
+
   /** A member's report for stats (Broker.report): in flight on the leases it owns, counters added to the group's. */
   reportMember(report: MemberReport): Promise<void>;
 

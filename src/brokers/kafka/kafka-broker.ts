@@ -290,11 +290,12 @@ export class KafkaBroker implements Broker {
     return reader;
   }
 
-  private async dropReader(key: string): Promise<void> {
+  /** Stops reading a partition; `commit` false when the lease was lost (only its new owner may commit). */
+  private async dropReader(key: string, commit: boolean): Promise<void> {
     const reader = this.readers.get(key);
     if (reader === undefined) return;
     this.readers.delete(key);
-    await reader.close();
+    await reader.close(commit);
   }
 
   async coordinate(request: CoordinateRequest): Promise<CoordinateResult> {
@@ -307,7 +308,7 @@ export class KafkaBroker implements Broker {
         const key = this.key(topic, group, p);
         if (this.leases.get(key)?.member !== member) return;
         this.leases.delete(key);
-        await this.dropReader(key);
+        await this.dropReader(key, true);
       }),
     );
     const held: Record<number, HeldReport> = {};
@@ -326,12 +327,12 @@ export class KafkaBroker implements Broker {
         const before = this.leases.get(key);
         if (before !== undefined && before.fence !== fence) {
           // Owned again after someone else had it: what was read before may be settled by now.
-          closing.push(this.dropReader(key));
+          closing.push(this.dropReader(key, false));
         }
         this.leases.set(key, { member, fence });
       } else if (this.leases.get(key)?.member === member) {
         this.leases.delete(key);
-        closing.push(this.dropReader(key));
+        closing.push(this.dropReader(key, false));
       }
     }
     await Promise.all(closing);
@@ -390,6 +391,7 @@ export class KafkaBroker implements Broker {
     const acks = new Map<PartitionReader, Array<{ index: number; seq: number; id: string; stored: boolean }>>();
     const failures: Array<{ index: number; reader: PartitionReader; settlement: Extract<Settlement, { kind: 'retry' }>; id: string }> = [];
     const deaths: Array<{ index: number; reader: PartitionReader; settlement: Extract<Settlement, { kind: 'dead' }>; delivery: Delivery; stored: boolean }> = [];
+    const current = await this.currentFences(settlements);
     for (let index = 0; index < settlements.length; index++) {
       const settlement = settlements[index]!;
       const { topic, group, partition, member, fence } = settlement.lease;
@@ -398,6 +400,17 @@ export class KafkaBroker implements Broker {
       const reader = this.readers.get(key);
       if (lease === undefined || lease.member !== member || lease.fence !== fence || reader === undefined) {
         outcomes[index] = 'fenced';
+        continue;
+      }
+      const stored = current.get(`${topic}\u0000${group}`)?.get(partition);
+      if (stored?.owner !== member || stored.fence !== fence) {
+        // Another process took the partition while this one did not heartbeat (a zombie): only
+        // the new owner may commit its offsets, so nothing of this one is written.
+        outcomes[index] = 'fenced';
+        if (this.leases.get(key) === lease) {
+          this.leases.delete(key);
+          void this.dropReader(key, false);
+        }
         continue;
       }
       let held = reader.get(settlement.seq);
@@ -474,6 +487,27 @@ export class KafkaBroker implements Broker {
       }),
     );
     return outcomes;
+  }
+
+  /**
+   * The store's lease fences of the partitions these settlements name. Kafka accepts offset
+   * commits from anyone (botqueue commits as a simple consumer, generation -1), so the fence is
+   * checked here: a member whose lease another member took is refused before it commits.
+   */
+  private async currentFences(settlements: Settlement[]): Promise<Map<string, Map<number, { owner: string | null; fence: number }>>> {
+    const wanted = new Map<string, { topic: string; group: string; partitions: Set<number> }>();
+    for (const { lease } of settlements) {
+      const k = `${lease.topic}\u0000${lease.group}`;
+      let entry = wanted.get(k);
+      if (entry === undefined) {
+        entry = { topic: lease.topic, group: lease.group, partitions: new Set() };
+        wanted.set(k, entry);
+      }
+      entry.partitions.add(lease.partition);
+    }
+    const result = new Map<string, Map<number, { owner: string | null; fence: number }>>();
+    await Promise.all([...wanted].map(async ([k, { topic, group, partitions }]) => result.set(k, await this.store.currentFences(topic, group, [...partitions]))));
+    return result;
   }
 
   // ---------------------------------------------------------------- effects

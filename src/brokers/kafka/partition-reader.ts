@@ -57,7 +57,9 @@ export class PartitionReader {
   private wake: (() => void) | undefined;
   private readonly positionWaiters = new Set<() => void>();
   private committing: Promise<void> | undefined;
-  private commitAgain = false;
+  /** The group's coordinator, found once and again after a failure (FindCoordinator per commit doubled its cost). */
+  private coordinator: Awaited<ReturnType<RawCluster['findGroupCoordinator']>> | undefined;
+  private nextCommit: Promise<void> | undefined;
 
   constructor(private readonly parts: ReaderParts) {}
 
@@ -217,11 +219,13 @@ export class PartitionReader {
     return fresh.length;
   }
 
-  /** Waits until the reader read past `offset` (a message this process published), at most `ms`. */
+  /** Waits until the reader read past `offset` (a message this process published), at most `ms`, unless it is full. */
   async waitForOffset(offset: number, ms: number): Promise<void> {
-    if (offset < this.position || this.stopped) return;
+    // A full reader reads nothing more until something is settled: no use waiting.
+    const waiting = (): boolean => offset >= this.position && !this.stopped && this.held.size < this.parts.prefetch;
+    if (!waiting()) return;
     const deadline = Date.now() + ms;
-    while (offset >= this.position && !this.stopped && Date.now() < deadline) {
+    while (waiting() && Date.now() < deadline) {
       await new Promise<void>((resolve) => {
         const done = (): void => {
           clearTimeout(timer);
@@ -295,8 +299,14 @@ export class PartitionReader {
    */
   commit(): Promise<void> {
     if (this.committing !== undefined) {
-      this.commitAgain = true;
-      return this.committing.then(() => this.commit());
+      // Everyone arriving during a commit shares the one after it.
+      this.nextCommit ??= this.committing
+        .catch(() => undefined)
+        .then(() => {
+          this.nextCommit = undefined;
+          return this.commit();
+        });
+      return this.nextCommit;
     }
     const run = this.writeCommit().finally(() => {
       this.committing = undefined;
@@ -306,15 +316,14 @@ export class PartitionReader {
   }
 
   private async writeCommit(): Promise<void> {
-    this.commitAgain = false;
     const low = this.lowestUnfinished();
     for (const offset of this.settled) if (offset < low) this.settled.delete(offset);
     const metadata = encodeSettled(low, this.settled);
     if (low === this.committedOffset && metadata === this.committedMetadata) return;
     for (let delay = RETRY_MS, attempt = 0; ; delay = Math.min(RETRY_MAX_MS, delay * 2), attempt++) {
       try {
-        const coordinator = await this.parts.cluster.findGroupCoordinator({ groupId: this.parts.kafkaGroup });
-        await coordinator.offsetCommit({
+        this.coordinator ??= await this.parts.cluster.findGroupCoordinator({ groupId: this.parts.kafkaGroup });
+        await this.coordinator.offsetCommit({
           groupId: this.parts.kafkaGroup,
           groupGenerationId: -1,
           memberId: '',
@@ -324,6 +333,7 @@ export class PartitionReader {
         this.committedMetadata = metadata;
         return;
       } catch (error) {
+        this.coordinator = undefined;
         if (attempt >= 8) throw error;
         this.parts.failed(`commit ${this.where()}`, error);
         await this.parts.cluster.refreshMetadata().catch(() => undefined);
@@ -332,15 +342,15 @@ export class PartitionReader {
     }
   }
 
-  /** Stops reading; commits what is settled. Held messages go back to the log for the next owner. */
-  async close(): Promise<void> {
+  /** Stops reading; commits what is settled (`commit` false: the lease is lost, a newer owner commits). Held messages go back to the log for the next owner. */
+  async close(commit = true): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     this.wake?.();
     for (const waiter of this.positionWaiters) waiter();
     await this.opening;
     await this.loop?.catch(() => undefined);
-    if (this.running) await this.commit().catch((error: unknown) => this.parts.failed(`commit ${this.where()} on close`, error));
+    if (this.running && commit) await this.commit().catch((error: unknown) => this.parts.failed(`commit ${this.where()} on close`, error));
   }
 
   get isOpen(): boolean {

@@ -153,6 +153,10 @@ export class PostgresStore implements CoordinationStore {
     return leases.coordinate(this.ctx, request, held);
   }
 
+  currentFences(topic: string, group: string, partitions: number[]): Promise<Map<number, { owner: string | null; fence: number }>> {
+    return leases.currentFences(this.ctx, topic, group, partitions);
+  }
+
   reportHeld(topic: string, group: string, member: string, held: Record<number, HeldReport>): Promise<void> {
     return leases.reportHeld(this.ctx, topic, group, member, held);
   }
