@@ -106,9 +106,11 @@ export class KafkaBroker implements Broker {
   async ensureTopic(topic: string, settings: TopicSettings): Promise<TopicInfo> {
     this.checkOpen();
     checkName('topic', topic);
+    if (this.topics.has(topic)) return this.store.ensureTopic(topic, settings);
+    // A topic the store knew already was created in Kafka by whoever made it: only looked at.
+    const known = (await this.store.getTopic(topic)) !== undefined;
     const info = await this.store.ensureTopic(topic, settings);
-    if (this.topics.has(topic)) return info;
-    await this.ensureKafkaTopic(topic, info.partitions);
+    await this.ensureKafkaTopic(topic, info.partitions, !known);
     this.topics.set(topic, info);
     return info;
   }
@@ -122,14 +124,16 @@ export class KafkaBroker implements Broker {
     return found.partitionMetadata.length;
   }
 
-  private async ensureKafkaTopic(topic: string, partitions: number): Promise<void> {
+  private async ensureKafkaTopic(topic: string, partitions: number, create: boolean): Promise<void> {
     const kafkaTopic = this.names.topic(topic);
     // Created first, looked at after: asking the metadata of a missing topic can create it
     // with the cluster's default partition count (auto.create.topics.enable, and the mock
     // cluster always does). A topic that exists already answers TOPIC_ALREADY_EXISTS.
     let createError: unknown;
     try {
-      if (this.options.createTopic !== undefined) await this.options.createTopic(kafkaTopic, partitions);
+      if (!create) {
+        // Made by whoever created the store's topic: looked at below.
+      } else if (this.options.createTopic !== undefined) await this.options.createTopic(kafkaTopic, partitions);
       else {
         const controller = await this.cluster.findControllerBroker();
         await controller.createTopics({ topics: [{ topic: kafkaTopic, numPartitions: partitions, replicationFactor: -1 }], timeout: TOPIC_READY_MS });
