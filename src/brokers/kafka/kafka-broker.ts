@@ -63,7 +63,8 @@ interface LocalLease {
   member: string;
   fence: number;
   /**
-   * performance.now() before which no other member can have taken the lease: the store renewed
+   * The time (this broker's clock, the store's when a test injects one) before which no other
+   * member can have taken the lease: the store renewed
    * it for leaseMs at a moment after the coordinate call started, and another member may take
    * it over only once that time passed. Settlements before it need no look at the store.
    */
@@ -317,7 +318,7 @@ export class KafkaBroker implements Broker {
     this.checkOpen();
     const info = await this.topic(request.topic);
     const { topic, group, member } = request;
-    const askedAt = performance.now();
+    const askedAt = this.now();
     // Released partitions commit what is settled and stop reading before the store frees them.
     await Promise.all(
       request.release.map(async (p) => {
@@ -397,9 +398,10 @@ export class KafkaBroker implements Broker {
     }
     const reader = this.reader(topic, group, partition);
     await reader.open();
+    // The reader reads in offset order: with `limit` messages in hand, nothing unread comes before them.
     const ready = reader.fetch(afterSeq, limit);
-    if (ready.length > 0) return ready;
-    // Nothing read yet past afterSeq: wait (briefly) for what this process itself published.
+    if (ready.length >= limit) return ready;
+    // Otherwise wait (briefly) until it has read what this process itself published.
     await reader.waitForOffset(this.published.get(`${topic}\u0000${partition}`) ?? -1, CATCH_UP_MS);
     return reader.fetch(afterSeq, limit);
   }
@@ -410,7 +412,7 @@ export class KafkaBroker implements Broker {
     const acks = new Map<PartitionReader, Array<{ index: number; seq: number; id: string; stored: boolean }>>();
     const failures: Array<{ index: number; reader: PartitionReader; settlement: Extract<Settlement, { kind: 'retry' }>; id: string }> = [];
     const deaths: Array<{ index: number; reader: PartitionReader; settlement: Extract<Settlement, { kind: 'dead' }>; delivery: Delivery; stored: boolean }> = [];
-    const now = performance.now();
+    const now = this.now();
     const current = await this.currentFences(
       settlements.filter(({ lease }) => (this.leases.get(this.key(lease.topic, lease.group, lease.partition))?.safeUntil ?? 0) <= now),
     );
