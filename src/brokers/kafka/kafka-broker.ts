@@ -40,6 +40,8 @@ import type { CoalescingPublisher } from './publisher.js';
 const STALE_RESERVATION_MS = 30_000;
 /** How long fetch and settle wait for a message this process published to be read back. */
 const CATCH_UP_MS = 250;
+/** The same wait when the reader already has messages to hand out. */
+const CATCH_UP_BUSY_MS = 20;
 const DLQ_CHUNK = 500;
 /** How long ensureTopic waits for a topic it created to show in the metadata with its leaders. */
 const TOPIC_READY_MS = 10_000;
@@ -401,8 +403,9 @@ export class KafkaBroker implements Broker {
     // The reader reads in offset order: with `limit` messages in hand, nothing unread comes before them.
     const ready = reader.fetch(afterSeq, limit);
     if (ready.length >= limit) return ready;
-    // Otherwise wait (briefly) until it has read what this process itself published.
-    await reader.waitForOffset(this.published.get(`${topic}\u0000${partition}`) ?? -1, CATCH_UP_MS);
+    // Otherwise wait (briefly) until it has read what this process itself published; with
+    // messages in hand, only about one read (a busy publisher keeps the target moving).
+    await reader.waitForOffset(this.published.get(`${topic}\u0000${partition}`) ?? -1, ready.length > 0 ? CATCH_UP_BUSY_MS : CATCH_UP_MS);
     return reader.fetch(afterSeq, limit);
   }
 
