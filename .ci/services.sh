@@ -201,3 +201,35 @@ ensure_rabbitmq
 ensure_postgres
 ensure_tool promtool prometheus
 ensure_tool chromium chromium
+
+# --- Kafka test cluster (librdkafka's mock cluster) -------------------------------------------
+
+# The Kafka suites run librdkafka's mock cluster through test/support/kafka-mock-cluster.c,
+# built with gcc -lrdkafka (the tests start it, one per test file). Needs librdkafka-dev.
+ensure_kafka_mock() {
+  local root
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  local src="$root/test/support/kafka-mock-cluster.c" bin="$root/node_modules/.cache/botqueue/kafka-mock-cluster"
+  if [[ ! -f /usr/include/librdkafka/rdkafka_mock.h ]]; then
+    say "librdkafka-dev is missing; installing it (apt-get) for the Kafka mock cluster"
+    if have apt-get; then
+      local sudo=""
+      if ((EUID != 0)) && have sudo; then sudo="sudo"; fi
+      $sudo apt-get install -y librdkafka-dev >/dev/null 2>&1 ||
+        { $sudo apt-get update >/dev/null 2>&1 && $sudo apt-get install -y librdkafka-dev >/dev/null 2>&1; } ||
+        die "could not install librdkafka-dev (apt-get install -y librdkafka-dev): the Kafka suites need it"
+    else
+      die "librdkafka-dev is not installed and apt-get is not available: install librdkafka (headers and library) for the Kafka suites"
+    fi
+  fi
+  have gcc || die "gcc is not installed: the Kafka suites build test/support/kafka-mock-cluster.c with it"
+  mkdir -p "$(dirname "$bin")"
+  gcc -O2 -o "$bin" "$src" -lrdkafka || die "building the Kafka mock cluster failed: gcc -O2 -o $bin $src -lrdkafka"
+  # It must start and print its bootstrap brokers.
+  local first
+  first="$(echo quit | timeout 10 "$bin" | head -n 1)" || true
+  [[ "$first" == bootstraps\ * ]] || die "the Kafka mock cluster did not start (said: ${first:-nothing})"
+  say "Kafka mock cluster builds and starts (${first#bootstraps })"
+}
+
+ensure_kafka_mock

@@ -13,7 +13,7 @@ import { PLATFORMS, isPlatform, outboundInput, outboundTopic, type Platform, typ
 /** Default URL when none is given: the embedded SQLite backend, zero set-up. */
 export const DEFAULT_URL = 'sqlite:./data/botqueue.db';
 
-export type BackendName = 'sqlite' | 'memory' | 'rabbitmq';
+export type BackendName = 'sqlite' | 'memory' | 'rabbitmq' | 'kafka';
 
 /**
  * What a botqueue URL names, read the way connect() reads it but without opening anything (for
@@ -72,6 +72,16 @@ const backends: Record<string, Backend> = {
   },
   'amqp:': rabbitmq,
   'amqps:': rabbitmq,
+  'kafka:': {
+    name: 'kafka',
+    load: () => import('./brokers/kafka/index.js'),
+    describe: async (url, env) => {
+      const { parseKafkaUrl } = await import('./brokers/kafka/options.js');
+      const options = parseKafkaUrl(url, {}, env);
+      const from = /[?&]store=/.test(url) ? 'url' : 'env';
+      return { namespace: options.namespace, store: { url: redactUrl(options.storeUrl), from } };
+    },
+  },
 };
 
 function schemeOf(url: string): string | undefined {
@@ -137,7 +147,7 @@ export async function connect(url: string = DEFAULT_URL, options?: Partial<Conne
 export async function describeUrl(url: string, env: NodeJS.ProcessEnv = process.env): Promise<UrlDescription> {
   const scheme = schemeOf(url);
   const backend = scheme === undefined ? undefined : backends[scheme];
-  const description: UrlDescription = { backend: backend?.name, scheme, url: backend?.name === 'rabbitmq' ? withoutStore(redactUrl(url)) : redactUrl(url) };
+  const description: UrlDescription = { backend: backend?.name, scheme, url: backend?.name === 'rabbitmq' || backend?.name === 'kafka' ? withoutStore(redactUrl(url)) : redactUrl(url) };
   if (backend === undefined) return { ...description, error: unsupportedUrl(url) };
   try {
     return { ...description, ...(await backend.describe(url, env)) };

@@ -80,8 +80,9 @@ async function run(ctx: CommandContext, flags: Flags): Promise<number> {
   // The client reads the URL (each backend's own parser); the CLI never reaches into a backend.
   const described = await describeUrl(url, ctx.io.env);
   const amqp = described.backend === 'rabbitmq';
-  checks.push(amqp ? checkAmqpDrivers() : checkDriver());
-  const urlCheck: UrlCheck = amqp ? checkAmqpUrl(described) : checkUrl(described, ctx.io.cwd);
+  const kafka = described.backend === 'kafka';
+  checks.push(amqp ? checkAmqpDrivers() : kafka ? checkKafkaDrivers() : checkDriver());
+  const urlCheck: UrlCheck = amqp ? checkAmqpUrl(described) : kafka ? checkKafkaUrl(described) : checkUrl(described, ctx.io.cwd);
   checks.push(urlCheck.check);
   const dataDir = urlCheck.dataDir === undefined ? skip('data-dir', 'not a file-based backend') : checkDataDir(urlCheck.dataDir, urlCheck.file!);
   checks.push(dataDir);
@@ -170,6 +171,36 @@ function checkAmqpDrivers(): Check {
     return fail('driver', `the RabbitMQ backend needs amqplib and pg; ${missing.join(' and ')} ${missing.length === 1 ? 'does' : 'do'} not load`, 'run npm install amqplib pg in the project (they are optional dependencies)');
   }
   return ok('driver', `${loaded.join(' and ')} load`);
+}
+
+/** The Kafka backend's drivers: kafkajs (the Kafka protocol) and pg (the shared store), both optional dependencies. */
+function checkKafkaDrivers(): Check {
+  const require = createRequire(import.meta.url);
+  const loaded: string[] = [];
+  const missing: string[] = [];
+  for (const name of ['kafkajs', 'pg']) {
+    try {
+      require(name);
+      loaded.push(`${name} ${packageVersion(require, name)}`);
+    } catch (error) {
+      missing.push(`${name} (${message(error)})`);
+    }
+  }
+  if (missing.length > 0) {
+    return fail('driver', `the Kafka backend needs kafkajs and pg; ${missing.join(' and ')} ${missing.length === 1 ? 'does' : 'do'} not load`, 'run npm install kafkajs@2.2.4 pg in the project (they are optional dependencies)');
+  }
+  return ok('driver', `${loaded.join(' and ')} load`);
+}
+
+function checkKafkaUrl(url: UrlDescription): UrlCheck {
+  const { error, store } = url;
+  if (error === undefined && store !== undefined) {
+    return { check: ok('url', `${url.url} (Kafka, namespace ${url.namespace ?? '?'}, store ${store.url} from ${store.from === 'url' ? '?store=' : 'BOTQUEUE_STORE_URL'})`) };
+  }
+  if (error?.code === ErrorCodes.STORE_REQUIRED) {
+    return { check: fail('url', `${url.url}: no shared store; the Kafka backend keeps deduplication, leases and dead letters in PostgreSQL (${ErrorCodes.STORE_REQUIRED})`, 'set BOTQUEUE_STORE_URL=postgres://user@host:5432/db, or add ?store=postgres://... to the URL') };
+  }
+  return { check: fail('url', message(error), 'write it as kafka://host:9092[,host:9092...]?namespace=<ns>&store=postgres://user@host:5432/db') };
 }
 
 function checkAmqpUrl(url: UrlDescription): UrlCheck {

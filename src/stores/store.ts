@@ -140,6 +140,13 @@ export interface CoordinationStore {
    */
   coordinate(request: CoordinateRequest, held: Record<number, HeldReport>): Promise<CoordinateResult>;
 
+  /**
+   * The owner and fence of these partitions' leases now (a lease past its time keeps its owner
+   * until another member takes it). A backend whose broker cannot fence a stale member itself
+   * (Kafka offsets committed by botqueue) checks settlements against it.
+   */
+  currentFences(topic: string, group: string, partitions: number[]): Promise<Map<number, { owner: string | null; fence: number }>>;
+
   /** A member's report for stats (Broker.report): in flight on the leases it owns, counters added to the group's. */
   reportMember(report: MemberReport): Promise<void>;
 
@@ -154,8 +161,12 @@ export interface CoordinationStore {
    * call). A reservation older than `staleAfterMs` whose publish never confirmed is taken over.
    */
   reserveIds(topic: string, entries: DedupEntry[], windowMs: number, staleAfterMs: number): Promise<DedupOutcome[]>;
-  /** The publish of these reserved ids was confirmed by the broker: later publishes are duplicates until the window ends. */
-  confirmIds(topic: string, entries: DedupEntry[], windowMs: number): Promise<void>;
+  /**
+   * The publish of these reserved ids was confirmed by the broker: later publishes are
+   * duplicates until the window ends. `publishedSeqs` (in entry order), when the broker assigned
+   * the seqs at publish (Kafka offsets), replace the seqs reserved with.
+   */
+  confirmIds(topic: string, entries: DedupEntry[], windowMs: number, publishedSeqs?: number[]): Promise<void>;
   /** The publish failed: forget the reservations (only those still holding these seqs). */
   releaseIds(topic: string, entries: DedupEntry[]): Promise<void>;
 

@@ -42,15 +42,15 @@ export async function reserveIds(ctx: StoreContext, topic: string, entries: Dedu
   });
 }
 
-export async function confirmIds(ctx: StoreContext, topic: string, entries: DedupEntry[], windowMs: number): Promise<void> {
+export async function confirmIds(ctx: StoreContext, topic: string, entries: DedupEntry[], windowMs: number, publishedSeqs?: number[]): Promise<void> {
   if (entries.length === 0) return;
   await ctx.rows(
     `confirm ids on topic "${topic}"`,
     ctx.pool,
-    `UPDATE ${ctx.t.dedup} AS d SET state = 'confirmed', expires_at = ${clockSql(6)} + $5::bigint
-     FROM unnest($2::text[], $3::int[], $4::bigint[]) AS e(id, partition, seq)
+    `UPDATE ${ctx.t.dedup} AS d SET state = 'confirmed', expires_at = ${clockSql(6)} + $5::bigint, seq = e.published
+     FROM unnest($2::text[], $3::int[], $4::bigint[], $7::bigint[]) AS e(id, partition, seq, published)
      WHERE d.topic = $1 AND d.id = e.id AND d.partition = e.partition AND d.seq = e.seq`,
-    [topic, ...dedupColumns(entries), Math.round(windowMs), ctx.clock()],
+    [topic, ...dedupColumns(entries), Math.round(windowMs), ctx.clock(), publishedSeqs ?? entries.map((e) => e.seq)],
   );
 }
 

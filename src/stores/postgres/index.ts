@@ -169,6 +169,10 @@ export class PostgresStore implements CoordinationStore {
     return leases.coordinate(this.ctx, request, held);
   }
 
+  currentFences(topic: string, group: string, partitions: number[]): Promise<Map<number, { owner: string | null; fence: number }>> {
+    return leases.currentFences(this.ctx, topic, group, partitions);
+  }
+
   reportHeld(topic: string, group: string, member: string, held: Record<number, HeldReport>): Promise<void> {
     return leases.reportHeld(this.ctx, topic, group, member, held);
   }
@@ -179,8 +183,8 @@ export class PostgresStore implements CoordinationStore {
     return dedup.reserveIds(this.ctx, topic, entries, windowMs, staleAfterMs);
   }
 
-  confirmIds(topic: string, entries: DedupEntry[], windowMs: number): Promise<void> {
-    return dedup.confirmIds(this.ctx, topic, entries, windowMs);
+  confirmIds(topic: string, entries: DedupEntry[], windowMs: number, publishedSeqs?: number[]): Promise<void> {
+    return dedup.confirmIds(this.ctx, topic, entries, windowMs, publishedSeqs);
   }
 
   releaseIds(topic: string, entries: DedupEntry[]): Promise<void> {

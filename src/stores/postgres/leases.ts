@@ -147,3 +147,14 @@ export async function reportMember(ctx: StoreContext, report: MemberReport): Pro
     }
   });
 }
+
+export async function currentFences(ctx: StoreContext, topic: string, group: string, partitions: number[]): Promise<Map<number, { owner: string | null; fence: number }>> {
+  if (partitions.length === 0) return new Map();
+  const rows = await ctx.rows<{ partition: number; owner: string | null; fence: number }>(
+    `read the fences of ${topic}/${group}`,
+    ctx.pool,
+    `SELECT partition, owner, fence FROM ${ctx.t.leases} WHERE topic = $1 AND grp = $2 AND partition = ANY($3::int[])`,
+    [topic, group, partitions],
+  );
+  return new Map(rows.map((r) => [r.partition, { owner: r.owner, fence: r.fence }]));
+}

@@ -1,0 +1,136 @@
+/**
+ * What the Kafka backend promises beyond the shared conformance suite, against librdkafka's
+ * mock cluster: botqueue and a plain Kafka producer agree on a key's partition (murmur2), a
+ * member that lost its partition to another process cannot commit for it (no zombie ack), and
+ * the group's committed offset never passes a message still running.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import { connect, type Botqueue } from '../../src/index.js';
+import { partitionForKey } from '../../src/core/partitioner.js';
+import { KafkaNames } from '../../src/brokers/kafka/kafka-broker.js';
+import { Worker } from '../../src/worker/worker.js';
+import { missingServices, reportMissing } from '../support/services.js';
+import { buildMockCluster } from '../support/kafka-cluster.js';
+import { deferred, waitFor } from './harness.js';
+import { kafkaFactory } from './kafka-harness.js';
+import { pausable } from './pausable-broker.js';
+
+const FAST = { leaseMs: 600, backoffBaseMs: 5, backoffCapMs: 40, shutdownTimeoutMs: 5_000 } as const;
+const register = (name: string, options: { skip?: string }, fn: () => void): void => void test(name, options, fn);
+const missing = [await missingServices(), buildMockCluster()].filter((m) => m !== undefined).join(' and ') || undefined;
+
+if (!reportMissing('kafka backend', missing, register)) {
+  const factory = await kafkaFactory('bqkb');
+  const { Kafka, logLevel } = (await import('kafkajs')).default;
+  const kafka = new Kafka({ brokers: factory.cluster.bootstraps, logLevel: logLevel.NOTHING });
+  const clients: Botqueue[] = [];
+  const open = async (shared?: string): Promise<Botqueue> => {
+    const bq = await connect(factory.url(shared));
+    clients.push(bq);
+    return bq;
+  };
+  const namespaceOf = (url: string): string => /[?&]namespace=([^&]+)/.exec(url)![1]!;
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await factory.cleanup();
+  });
+
+  describe('kafka backend', () => {
+    test('a message from a plain kafkajs producer (default partitioner) is handled on the partition botqueue computes for its key', async () => {
+      const url = factory.url();
+      const bq = await connect(url);
+      clients.push(bq);
+      const partitions = 7;
+      await bq.createTopic('plain', { partitions });
+      const kafkaTopic = new KafkaNames(namespaceOf(url)).topic('plain');
+      const producer = kafka.producer({ allowAutoTopicCreation: false });
+      await producer.connect();
+      const keys = Array.from({ length: 40 }, (_, i) => `chat:${i * 7919}`);
+      const placed = new Map<string, number>();
+      try {
+        for (const key of keys) {
+          const [result] = await producer.send({ topic: kafkaTopic, acks: -1, messages: [{ key, value: JSON.stringify({ key }) }] });
+          placed.set(key, result!.partition);
+        }
+      } finally {
+        await producer.disconnect();
+      }
+      const seen = new Map<string, number>();
+      const worker = bq.worker<{ key: string }>('plain', (m) => void seen.set(m.key!, m.partition), { group: 'g', ...FAST });
+      await waitFor('every plain message handled', () => seen.size === keys.length, 20_000);
+      await worker.close();
+      for (const key of keys) {
+        assert.equal(placed.get(key), partitionForKey(key, partitions), `kafkajs and botqueue agree on ${key}`);
+        assert.equal(seen.get(key), placed.get(key), `${key} handled on the partition kafkajs wrote it to`);
+      }
+      assert.ok(new Set(placed.values()).size > 3, 'the keys spread over the partitions');
+    });
+
+    test('a member whose partition another process took cannot ack: its settlement is fenced and nothing of it is committed', async () => {
+      const zombieClient = await open('zombie');
+      const healthyClient = await open('zombie');
+      await zombieClient.createTopic('z', { partitions: 1 });
+      await zombieClient.publish('z', { key: 'a', id: 'z1', payload: 1 });
+      const frozen = pausable(zombieClient.broker);
+      const started = deferred();
+      const release = deferred();
+      const handledBy: string[] = [];
+      const zombie = new Worker(frozen.broker, 'z', async () => {
+        handledBy.push('zombie');
+        started.resolve();
+        await release.promise;
+      }, { group: 'g', ...FAST, leaseMs: 300 });
+      await started.promise;
+      frozen.pause(); // no heartbeat, no settle: like a process stopped by the OS
+      const healthy = healthyClient.worker('z', () => void handledBy.push('healthy'), { group: 'g', ...FAST, leaseMs: 300 });
+      await waitFor('the other process handles the message', () => handledBy.includes('healthy'), 10_000);
+      await waitFor('the other process committed it', async () => (await healthyClient.stats('z'))[0]?.groups[0]?.backlog === 0, 10_000);
+      release.resolve();
+      frozen.resume();
+      await waitFor('the zombie tried to settle', () => frozen.settleOutcomes.length > 0, 10_000);
+      assert.deepEqual(frozen.settleOutcomes, ['fenced'], 'the zombie\'s ack is refused before anything is committed');
+      // The healthy member goes on from the group's offset: a message after the takeover is handled once, by it.
+      await healthyClient.publish('z', { key: 'a', id: 'z2', payload: 2 });
+      await waitFor('z2 handled', () => handledBy.length === 3, 10_000);
+      await Promise.all([healthy.close(), zombie.close()]);
+      assert.deepEqual(handledBy, ['zombie', 'healthy', 'healthy']);
+      assert.equal((await healthyClient.stats('z'))[0]?.groups[0]?.backlog, 0);
+    });
+
+    test('the committed offset stops at the lowest unfinished message while later keys of the partition go on', async () => {
+      const url = factory.url();
+      const bq = await connect(url);
+      clients.push(bq);
+      await bq.createTopic('low', { partitions: 1 });
+      await bq.publishBatch('low', [
+        { key: 'slow', id: 'l0', payload: 0 },
+        { key: 'b', id: 'l1', payload: 1 },
+        { key: 'c', id: 'l2', payload: 2 },
+        { key: 'b', id: 'l3', payload: 3 },
+      ]);
+      const release = deferred();
+      const done: number[] = [];
+      const worker = bq.worker<number>('low', async (m) => {
+        if (m.key === 'slow') await release.promise;
+        done.push(m.payload);
+      }, { group: 'g', ...FAST });
+      await waitFor('the three fast messages handled while the slow one runs', () => done.length === 3, 10_000);
+      const names = new KafkaNames(namespaceOf(url));
+      const admin = kafka.admin();
+      await admin.connect();
+      try {
+        const committed = async (): Promise<string | undefined> =>
+          (await admin.fetchOffsets({ groupId: names.group('low', 'g'), topics: [names.topic('low')] }))[0]?.partitions[0]?.offset;
+        await waitFor('the settled messages are committed as metadata', async () => (await bq.stats('low'))[0]?.groups[0]?.backlog === 1, 10_000);
+        assert.ok(['-1', '0'].includes((await committed())!), 'the offset stays before the running message');
+        release.resolve();
+        await waitFor('the offset moves past everything', async () => (await committed()) === '4', 10_000);
+      } finally {
+        await admin.disconnect();
+      }
+      await worker.close();
+      assert.deepEqual(done.sort(), [0, 1, 2, 3]);
+    });
+  });
+}
