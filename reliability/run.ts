@@ -23,6 +23,7 @@ import { parseArgs } from 'node:util';
 import { connect, type Botqueue } from '../src/index.js';
 import { check, type CheckResult, type LedgerEntry } from './checker.js';
 import { EffectStore } from './effects.js';
+import { runDiskFull, type DiskFullReport } from './disk-full.js';
 import type { WorkerConfig } from './worker.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -92,7 +93,7 @@ export interface ScenarioReport {
   durationMs: number;
   publishMs: number;
   rate: number;
-  faults: { kills: number; pauses: number; lateSettlesRefused: number; outageMs: number; writerKills?: number; integrity?: string };
+  faults: { kills: number; pauses: number; lateSettlesRefused: number; outageMs: number; writerKills?: number; integrity?: string; storedUnacknowledged?: number; diskFull?: DiskFullReport };
   result: CheckResult;
 }
 
@@ -279,12 +280,9 @@ export async function runKillWrites(cycles: number, seed: number): Promise<Scena
       proc.kill('SIGKILL');
       await exited;
       kills++;
-      const acked = new Set(acks);
-      const highest = acks.reduce((m, id) => Math.max(m, Number(id.slice(prefix.length))), -1);
-      // Everything up to the highest acknowledgement plus one in flight per chain may have been written.
-      for (let i = 0; i <= highest + 8; i++) {
-        const id = `${prefix}${i}`;
-        ledger.push({ id, key: `k${i % 100}`, seq: Math.floor(i / 100), outcome: acked.has(id) ? 'ok' : 'unknown' });
+      for (const id of acks) {
+        const i = Number(id.slice(prefix.length));
+        ledger.push({ id, key: `k${i % 100}`, seq: Math.floor(i / 100), outcome: 'ok' });
       }
     };
     for (let n = 0; n < cycles; n += 2) await Promise.all([cycle(n), ...(n + 1 < cycles ? [cycle(n + 1)] : [])]);
@@ -301,6 +299,17 @@ export async function runKillWrites(cycles: number, seed: number): Promise<Scena
     db.close();
   }
   rmSync(dir, { recursive: true, force: true });
+  // A stored id the publisher never reported acknowledged was in flight at a kill (allowed: at
+  // least once); only an id no publisher generates would be unexpected.
+  const known = new Set(ledger.map((e) => e.id));
+  let storedUnacknowledged = 0;
+  for (const id of stored) {
+    const match = /^b(\d+)-(\d+)$/.exec(id);
+    if (known.has(id) || match === null || Number(match[1]) >= cycles) continue;
+    storedUnacknowledged++;
+    const i = Number(match[2]);
+    ledger.push({ id, key: `k${i % 100}`, seq: Math.floor(i / 100), outcome: 'unknown' });
+  }
   const result = check({ ledger, attempts: [], effects: stored.map((id) => ({ id, pid: 0, at: 0 })), deadLetters: [], backlogAtEnd: 0 });
   const acked = ledger.filter((e) => e.outcome === 'ok').length;
   return {
@@ -310,7 +319,7 @@ export async function runKillWrites(cycles: number, seed: number): Promise<Scena
     durationMs: Date.now() - started,
     publishMs: Date.now() - started,
     rate: Math.round((acked / (Date.now() - started)) * 1_000),
-    faults: { kills, pauses: 0, lateSettlesRefused: 0, outageMs: 0, writerKills: kills, integrity },
+    faults: { kills, pauses: 0, lateSettlesRefused: 0, outageMs: 0, writerKills: kills, integrity, storedUnacknowledged },
     result,
   };
 }
@@ -333,6 +342,7 @@ export function summaryLine(reports: ScenarioReport[], soak: boolean): string {
     ...reports.filter((r) => r.faults.writerKills !== undefined).map((r) => `${r.faults.writerKills} SQLite writer SIGKILLs (integrity_check ${r.faults.integrity})`),
     `${sum((r) => r.faults.pauses)} SIGSTOP past the lease (${sum((r) => r.faults.lateSettlesRefused)} late settles refused)`,
     ...reports.filter((r) => r.faults.outageMs > 0).map((r) => `a ${r.faults.outageMs / 1_000} s downstream outage`),
+    ...reports.filter((r) => r.faults.diskFull !== undefined && r.faults.diskFull.skipped === undefined).map((r) => `a full disk (${r.faults.diskFull!.refused['503'] ?? 0} × 503, then recovered)`),
   ].join(', ');
   const poison = sum((r) => r.result.poisonInjected);
   return (
@@ -352,6 +362,11 @@ export function targetsMissed(report: ScenarioReport): string[] {
   if (r.poisonDeadLettered !== r.poisonInjected) missed.push(`${report.scenario}: DLQ ${r.poisonDeadLettered}/${r.poisonInjected} poison`);
   if (report.faults.pauses > 0 && report.faults.lateSettlesRefused === 0) missed.push(`${report.scenario}: the paused worker never reported its lease lost`);
   if (report.faults.integrity !== undefined && report.faults.integrity !== 'ok') missed.push(`${report.scenario}: integrity_check ${report.faults.integrity}`);
+  const full = report.faults.diskFull;
+  if (full !== undefined && full.skipped === undefined) {
+    if (!full.recovered) missed.push('c: no recovery after the disk was grown (or it never filled)');
+    if (Object.keys(full.refused).some((status) => status !== '503')) missed.push(`c: refusals other than 503: ${JSON.stringify(full.refused)}`);
+  }
   return missed;
 }
 
@@ -362,7 +377,7 @@ async function main(): Promise<void> {
   const chosen = scenarios(values.soak ? 6 : 1).filter((s) => only === undefined || only.includes(s.name));
   const writerKills = only === undefined || only.includes('b') ? (values.soak ? 1_000 : 200) : 0;
   const started = Date.now();
-  console.log(`reliability: seed ${seed} (replay with -- --seed ${seed}); scenarios ${[...chosen.map((s) => s.name), ...(writerKills > 0 ? ['b'] : [])].join(', ')}${values.soak ? ' (soak)' : ''}`);
+  console.log(`reliability: seed ${seed} (replay with -- --seed ${seed}); scenarios ${[...chosen.map((s) => s.name), ...(writerKills > 0 ? ['b'] : []), ...(only === undefined || only.includes('c') ? ['c'] : [])].join(', ')}${values.soak ? ' (soak)' : ''}`);
   const reports: ScenarioReport[] = [];
   for (const s of chosen) {
     const report = await runScenario(s, seed);
@@ -380,7 +395,18 @@ async function main(): Promise<void> {
   if (writerKills > 0) {
     const report = await runKillWrites(writerKills, seed);
     reports.push(report);
-    console.log(`  b. ${report.title}: ${report.result.acknowledged} acknowledged before the kills, lost ${report.result.lost}, unexpected ${report.result.unexpected}; ${Math.round(report.durationMs / 1_000)} s`);
+    console.log(`  b. ${report.title}: ${report.result.acknowledged} acknowledged before the kills, lost ${report.result.lost}, unexpected ${report.result.unexpected}, stored but not yet acknowledged ${report.faults.storedUnacknowledged}; ${Math.round(report.durationMs / 1_000)} s`);
+  }
+  if (only === undefined || only.includes('c')) {
+    const started = Date.now();
+    const full = await runDiskFull();
+    const result = check({ ledger: [], attempts: [], effects: [], deadLetters: [], backlogAtEnd: 0 });
+    result.lost = Math.max(0, -full.mismatch);
+    result.unexpected = Math.max(0, full.mismatch);
+    result.acknowledged = full.acknowledged;
+    const report: ScenarioReport = { scenario: 'c', title: 'disk full: SQLite on a 3 MiB tmpfs in a private mount namespace, then grown', seed, durationMs: Date.now() - started, publishMs: 0, rate: 0, faults: { kills: 0, pauses: 0, lateSettlesRefused: 0, outageMs: 0, diskFull: full }, result };
+    reports.push(report);
+    console.log(`  c. ${report.title}: ${full.skipped ?? `${full.acknowledged} acknowledged (202), refused ${JSON.stringify(full.refused)}, stored ${full.retained}, recovered ${full.recovered}`}`);
   }
   // h (webhooks: fuzzed, forged, stale and replayed requests, accepted-invalid 0) plugs in here when the gateway lands.
   const missed = reports.flatMap(targetsMissed);
