@@ -181,9 +181,12 @@ export async function runScenario(s: Scenario, seed: number): Promise<ScenarioRe
       while (publishing) {
         await sleep(500 + random() * 2_500);
         if (!publishing) break;
-        const index = Math.floor(random() * workers.length);
-        const victim = workers[index]!;
+        let index = Math.floor(random() * workers.length);
         if (s.pause && !paused && Date.now() - publishStart > ((s.messages / s.rate) * 1_000) / 3) {
+          // Pause the worker owning the most partitions: one that owns none would have no lease to lose.
+          const owned = workers.map((w) => w.lines.reduce((n, l) => n + (l.startsWith('assigned ') ? 1 : l.startsWith('released ') || l.startsWith('lease-lost ') ? -1 : 0), 0));
+          index = owned.indexOf(Math.max(...owned));
+          const victim = workers[index]!;
           paused = true;
           pausedWorker = victim;
           killed.add(victim.proc.pid!);
@@ -194,6 +197,7 @@ export async function runScenario(s: Scenario, seed: number): Promise<ScenarioRe
           continue;
         }
         if (!s.kills) continue;
+        const victim = workers[index]!;
         killed.add(victim.proc.pid!);
         victim.proc.kill('SIGKILL');
         await victim.exited;

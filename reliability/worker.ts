@@ -2,7 +2,7 @@
  * A worker process of the reliability suite. One JSON argument (WorkerConfig). Handlers record
  * each invocation, throw for poison, answer RetryLater while the downstream is "down" (a file
  * exists), sleep a little, and run their side effect through ctx.once into the effect store.
- * Stdout: `ready`, `lease-lost <partition>`, `dead <id>`, `error <message>`.
+ * Stdout: `ready`, `assigned|released|lease-lost <partition>`, `error <message>`.
  */
 import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -38,6 +38,8 @@ const worker = bq.worker<{ seq: number; poison?: boolean }>(
   config.options,
 );
 worker.on('lease-lost', (e) => say(`lease-lost ${e.partition}`));
+worker.on('assigned', (e) => say(`assigned ${e.partition}`));
+worker.on('released', (e) => say(`released ${e.partition}`));
 worker.on('error', (error) => say(`error ${error.message.replace(/\n/g, ' ')}`));
 await worker.ready;
 say('ready');
