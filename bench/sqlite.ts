@@ -22,17 +22,23 @@
  *     keys for 10 s; latency = handler start − performance.now() just before publish() was
  *     called; the first second is not counted; p50/p99 are the medians over the runs.
  *  5  raw limit on better-sqlite3 directly (WAL, FULL): insert 1,000 rows in one transaction,
- *     then read them and delete each in one transaction; and single-row autocommit INSERTs.
+ *     then read them and delete each in one transaction (an upper bound, not an equivalent: one
+ *     rowid table reading back exactly what it inserted); and single-row autocommit INSERTs.
+ *     5c the same loop on botqueue's own schema (message + pending rows) with its fetch and ack
+ *     batch sizes; 5d a hand-written claim-based ordered queue (claim key heads with a lease, skip
+ *     keys in flight, delete on ack): the queue a user would write instead; 5e commits of 64
+ *     single-row INSERTs, the raw twin of 1b's group commit. The header gives the disk's fsync
+ *     latency and filesystem.
  *  6  ratios of the medians, with their targets (PASS/MISS; the script exits 0 either way).
  *
  * Flags (or BENCH_* environment variables): --runs=3 --scale=1 (multiplies counts and
  * durations) --concurrency=32 --partitions=16 --dir=/tmp --no-warmup
- * --only=publish-batch,publish-single,publish-ids,e2e-1000,e2e-1000-high,e2e-10,latency,raw-loop,raw-single
+ * --only=publish-batch,publish-single,publish-ids,e2e-1000,e2e-1000-high,e2e-10,latency,raw-loop,raw-single,raw-schema,raw-claim,raw-group64
  * The last line of stdout is the whole result as JSON; progress goes to stderr.
  */
 import { cpus } from 'node:os';
 import { fmtInt, fmtMs, fmtRatio, median, progress, readSettings, table } from './lib.js';
-import { rawLoop, rawSingleCommits } from './raw-sqlite.js';
+import { diskFacts, rawBotqueueSchemaLoop, rawClaimQueueLoop, rawGroupCommits, rawLoop, rawSingleCommits } from './raw-sqlite.js';
 import { endToEnd, latency, message, publishBatched, publishSingles, type E2eResult, type LatencyResult } from './scenarios.js';
 
 const settings = readSettings();
@@ -54,7 +60,9 @@ const RAW_SINGLE_MS = scaled(2_000, 300);
 /** Concurrency of the informational row 2b (more handlers in flight = more acks per commit). */
 const HIGH_CONCURRENCY = 256;
 
-const ids = ['publish-batch', 'publish-single', 'publish-ids', 'e2e-1000', 'e2e-1000-high', 'e2e-10', 'latency', 'raw-loop', 'raw-single'] as const;
+const ids = ['publish-batch', 'publish-single', 'publish-ids', 'e2e-1000', 'e2e-1000-high', 'e2e-10', 'latency', 'raw-loop', 'raw-single', 'raw-schema', 'raw-claim', 'raw-group64'] as const;
+/** Messages per transaction of the raw twin of 1b's group commit (64 producers, one message each). */
+const RAW_GROUP = 64;
 type Id = (typeof ids)[number];
 for (const id of settings.only) {
   if (!(ids as readonly string[]).includes(id)) throw new Error(`bench: unknown scenario "${id}"; known: ${ids.join(', ')}`);
@@ -71,6 +79,9 @@ const rates: Record<Id, number[]> = {
   latency: [],
   'raw-loop': [],
   'raw-single': [],
+  'raw-schema': [],
+  'raw-claim': [],
+  'raw-group64': [],
 };
 type E2eId = 'e2e-1000' | 'e2e-1000-high' | 'e2e-10';
 const e2eDetails: Record<E2eId, E2eResult[]> = { 'e2e-1000': [], 'e2e-1000-high': [], 'e2e-10': [] };
@@ -112,6 +123,15 @@ async function runOnce(id: Id, label: string): Promise<void> {
       break;
     case 'raw-single':
       rates[id].push(rawSingleCommits(dir, RAW_SINGLE_MS, payloadOf));
+      break;
+    case 'raw-schema':
+      rates[id].push(rawBotqueueSchemaLoop(dir, RAW_LOOP_TOTAL, BATCH, partitions, 256, concurrency, payloadOf));
+      break;
+    case 'raw-claim':
+      rates[id].push(rawClaimQueueLoop(dir, RAW_LOOP_TOTAL, BATCH, concurrency * 8, concurrency, payloadOf));
+      break;
+    case 'raw-group64':
+      rates[id].push(rawGroupCommits(dir, RAW_SINGLE_MS, RAW_GROUP, payloadOf));
       break;
   }
   const last = rates[id][rates[id].length - 1]!;
@@ -182,6 +202,9 @@ if (wanted('latency')) {
 }
 addRate('5a', 'raw-loop', 'raw better-sqlite3 loop: insert 1k/tx, read+delete 1k/tx', `${fmtInt(RAW_LOOP_TOTAL)} msgs, WAL, synchronous=FULL`);
 addRate('5b', 'raw-single', 'raw better-sqlite3 single-row commits', `${RAW_SINGLE_MS / 1000} s, one INSERT per transaction`);
+addRate('5c', 'raw-schema', "raw loop on botqueue's schema (messages + pending)", `${fmtInt(RAW_LOOP_TOTAL)} msgs; publish 1k/tx; fetch 256/partition; ack ${concurrency}/tx (message + pending row deleted)`);
+addRate('5d', 'raw-claim', 'hand-written claim-based ordered queue', `${fmtInt(RAW_LOOP_TOTAL)} msgs; claim key heads not in flight (lease), ${concurrency * 8}/tx; delete on ack ${concurrency}/tx`);
+addRate('5e', 'raw-group64', `raw commits of ${RAW_GROUP} single-row INSERTs per transaction`, `${RAW_SINGLE_MS / 1000} s; the raw twin of 1b's group commit`);
 
 interface Ratio {
   name: string;
@@ -195,16 +218,21 @@ const ratio = (name: string, a: Id, b: Id, target: number): Ratio | undefined =>
   return { name, value, target, pass: Number.isFinite(value) ? value >= target : null };
 };
 const ratios = [
-  ratio('e2e(1,000 keys) / raw loop', 'e2e-1000', 'raw-loop', 0.5),
+  ratio('e2e(1,000 keys) / raw loop (upper bound: one table, reads back what it inserted)', 'e2e-1000', 'raw-loop', 0.5),
+  ratio("e2e(1,000 keys) / raw loop on botqueue's schema", 'e2e-1000', 'raw-schema', 0.5),
+  ratio('e2e(1,000 keys) / hand-written claim queue', 'e2e-1000', 'raw-claim', 1),
   ratio('single publish (64 producers) / raw single commits', 'publish-single', 'raw-single', 2),
+  ratio(`single publish (64 producers) / raw ${RAW_GROUP} rows per commit`, 'publish-single', 'raw-group64', 0.5),
   ratio('e2e 10 keys / e2e 1,000 keys', 'e2e-10', 'e2e-1000', 0.5),
 ].filter((r): r is Ratio => r !== undefined);
 
 const cpu = cpus();
+const disk = diskFacts(dir);
 const header =
   `botqueue bench:sqlite — node ${process.version}, ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}; WAL, synchronous=FULL (defaults), group commit; ` +
   `files in ${dir}; ${partitions} partitions; worker concurrency ${concurrency}, prefetch ${e2eDetails['e2e-1000'][0]?.prefetch ?? e2eDetails['e2e-10'][0]?.prefetch ?? 'default'}; ` +
-  `median of ${runs} run(s); scale ${scale}; total ${totalS.toFixed(0)} s`;
+  `median of ${runs} run(s); scale ${scale}; total ${totalS.toFixed(0)} s\n` +
+  `disk: 4 KiB write + fdatasync median ${disk.fsyncMedianMs.toFixed(3)} ms, p99 ${disk.fsyncP99Ms.toFixed(3)} ms; filesystem ${disk.filesystem}; every raw loop reads synchronous back (2 = FULL)`;
 const e2eMethod =
   'end-to-end method (rows 2, 2b, 3): producer and worker together on one client; producer awaits publishBatch(1,000) in a loop while the worker ' +
   `consumes (no-op handler); msgs/s = ${fmtInt(E2E_TOTAL)} / (last handled − first publish)`;
@@ -255,6 +283,9 @@ console.log(
       e2e10Keys: summary('e2e-10'),
       rawLoop: summary('raw-loop'),
       rawSingleCommits: summary('raw-single'),
+      rawBotqueueSchema: summary('raw-schema'),
+      rawClaimQueue: summary('raw-claim'),
+      rawGroupCommit64: summary('raw-group64'),
     },
     e2e: { keys1000: e2eDetails['e2e-1000'], keys1000HighConcurrency: e2eDetails['e2e-1000-high'], keys10: e2eDetails['e2e-10'] },
     latencyMs: wanted('latency')
@@ -266,6 +297,7 @@ console.log(
           runs: latencies,
         }
       : undefined,
+    disk,
     ratios,
     totalSeconds: Number(totalS.toFixed(1)),
   }),

@@ -91,6 +91,11 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
     return this.scheduler.size;
   }
 
+  /** Messages of one key held in memory (its running or waiting head included): a waiting key holds one. */
+  bufferedForKey(key: string): number {
+    return this.scheduler.keyLength(key);
+  }
+
   /** Partitions this worker owns now. */
   get ownedPartitions(): number[] {
     return [...this.reader.runs.keys()].sort((a, b) => a - b);

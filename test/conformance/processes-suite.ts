@@ -451,6 +451,35 @@ export function describeProcessConformance(name: string, urlFor: (dir: string) =
       }
     });
 
+    test('the same ids raced from several processes at once are stored once', async (t) => {
+      const dir = freshDir();
+      const url = urlFor(dir);
+      const bq = await open(url);
+      await bq.createTopic('raced', { partitions: 4 });
+      const count = 2_000;
+      // Four processes publish the same 2,000 ids, each with 4 chains, at once: ids are raced up to 4 ways.
+      const racers = Array.from({ length: 4 }, (_, r) => startPublisher(`racer ${r}`, { url, topic: 'raced', count, keys: 20, chains: 4, idPrefix: 'same-', printAcks: true }));
+      try {
+        await Promise.all(racers.map(async (racer) => assert.equal((await racer.exited).code, 0, `${racer.name} failed\n${racer.describe()}`)));
+      } finally {
+        await killAll(racers);
+      }
+      for (const racer of racers) assert.equal(racer.values('ack').length, count, `${racer.name}: every publish acknowledged (stored or a duplicate)`);
+      const [stats] = await bq.stats('raced');
+      assert.equal(stats?.retained, count, 'each id stored once');
+      const seen = new Map<string, number>();
+      const worker = bq.worker('raced', (m) => void seen.set(m.id, (seen.get(m.id) ?? 0) + 1), { group: 'check', leaseMs: 2_000, concurrency: 32 });
+      try {
+        await worker.ready;
+        await waitFor('every stored message handled', async () => (await groupStats(bq, 'raced', 'check')).backlog === 0 && seen.size >= count, 30_000);
+      } finally {
+        await worker.close();
+      }
+      assert.equal(seen.size, count);
+      assert.deepEqual([...seen].filter(([, times]) => times !== 1), [], 'each id delivered once');
+      t.diagnostic(`${racers.length} processes × ${count} publishes of the same ids: ${stats?.retained} stored`);
+    });
+
     test('a worker over a 1,000,000-message backlog uses no more memory than over 10,000', async (t) => {
       const prefetch = 1024;
       const batchSize = 5_000;

@@ -81,4 +81,70 @@ if (!reportMissing('rabbitmq resilience', missing, register)) {
       await cleanupNamespaces(namespaces).catch(() => undefined);
     }
   });
+
+  test('a broker SIGKILLed with many confirms outstanding loses no acknowledged publish and keeps per-key order', { timeout: 180_000 }, async (t) => {
+    const rabbit: PrivateRabbit = await startPrivateRabbit();
+    const namespace = `bqk${process.pid}`;
+    const namespaces = new Set([namespace]);
+    let bq: Botqueue | undefined;
+    try {
+      bq = await connect(`${rabbit.url}?namespace=${namespace}&store=${encodeURIComponent(STORE_URL)}`);
+      await bq.createTopic('chat', { partitions: 4 });
+      const chains = 64;
+      const perChain = 40;
+      const handled = new Set<string>();
+      const completions: Array<{ key: string; n: number }> = [];
+      const worker = bq.worker<{ n: number }>('chat', (m) => {
+        handled.add(m.id);
+        completions.push({ key: m.key!, n: m.payload.n });
+      }, { group: 'g', concurrency: 16, leaseMs: 3_000 });
+      worker.on('error', () => undefined);
+      await worker.ready;
+
+      // 64 chains, one key each, publish without pausing: up to 64 publishes await their confirm at any time.
+      const acknowledged = new Set<string>();
+      let inFlight = 0;
+      let inFlightAtKill = -1;
+      let retriableFailures = 0;
+      const publishing = Promise.all(Array.from({ length: chains }, async (_, c) => {
+        for (let n = 0; n < perChain; n++) {
+          const id = `c${c}-${n}`;
+          for (;;) {
+            inFlight++;
+            try {
+              await bq!.publish('chat', { key: `k${c}`, id, payload: { n } });
+              acknowledged.add(id);
+              break;
+            } catch (error) {
+              assert.ok(isBotqueueError(error) && error.retriable, `a publish failed without being retriable: ${String(error)}`);
+              retriableFailures++;
+              await sleep(100);
+            } finally {
+              inFlight--;
+            }
+          }
+        }
+      }));
+
+      await waitFor('a quarter acknowledged with many in flight', () => acknowledged.size >= (chains * perChain) / 4 && inFlight >= 32, 60_000, 1);
+      inFlightAtKill = inFlight;
+      const acknowledgedAtKill = new Set(acknowledged);
+      await rabbit.kill();
+      await rabbit.start();
+      await publishing;
+      await waitFor('every message handled after the crash', () => handled.size === chains * perChain, 90_000);
+      await worker.close();
+
+      t.diagnostic(`killed with ${inFlightAtKill} publishes awaiting their confirm and ${acknowledgedAtKill.size} acknowledged; ${retriableFailures} publishes failed retriably and were retried`);
+      assert.ok(inFlightAtKill >= 32, `many confirms outstanding at the kill (${inFlightAtKill})`);
+      assert.deepEqual([...acknowledgedAtKill].filter((id) => !handled.has(id)), [], 'every publish acknowledged before the kill was handled');
+      assert.equal(handled.size, chains * perChain);
+      assert.deepEqual(orderViolations(completions), [], 'no key ran backwards');
+      assert.equal(worker.orderViolations, 0);
+    } finally {
+      await bq?.close();
+      await rabbit.destroy();
+      await cleanupNamespaces(namespaces).catch(() => undefined);
+    }
+  });
 }

@@ -309,6 +309,7 @@ export function describeConformance(factory: BackendFactory): void {
       test('PermanentError dead-letters at once; maxAttempts dead-letters with the error, attempts and times kept', async () => {
         const bq = await open();
         await bq.createTopic('t5', { partitions: 2 });
+        const publishedFrom = Date.now();
         await bq.publishBatch('t5', [
           { key: 'p', id: 'perm', payload: { bad: true }, headers: { source: 'test' } },
           { key: 'p', id: 'after-perm', payload: { bad: false } },
@@ -337,8 +338,16 @@ export function describeConformance(factory: BackendFactory): void {
         const exhausted = letters.find((l) => l.id === 'exhaust')!;
         assert.equal(exhausted.attempts, 3);
         assert.equal(exhausted.error.message, 'downstream is down');
+        // Real times (ms since the epoch, taken when the handler failed), not only ordered numbers.
+        const listedAt = Date.now();
+        for (const letter of [perm, exhausted]) {
+          for (const field of ['firstFailedAt', 'lastFailedAt'] as const) {
+            const at = letter[field];
+            assert.ok(at >= publishedFrom - 5 && at <= listedAt, `${letter.id}.${field} = ${at}, a time between the publish (${publishedFrom}) and now (${listedAt})`);
+          }
+        }
+        assert.equal(perm.firstFailedAt, perm.lastFailedAt, 'one attempt: first and last failure are the same moment');
         assert.ok(exhausted.firstFailedAt <= exhausted.lastFailedAt);
-        assert.ok(exhausted.lastFailedAt - exhausted.firstFailedAt >= 0);
         assert.equal(exhausted.parked, false);
       });
 
@@ -680,21 +689,44 @@ export function describeConformance(factory: BackendFactory): void {
         let handled = 0;
         let maxBuffered = 0;
         let hotFailures = 0;
+        // Between a hot-key failure (the `retried` event, emitted as the key starts waiting) and its next try.
+        let hotWaiting = false;
+        let hotSamples = 0;
+        let maxHotWhileWaiting = 0;
+        let maxHotBuffered = 0;
         let worker: Worker<number> | undefined;
         worker = bq.worker<number>('t10', (m) => {
           maxBuffered = Math.max(maxBuffered, worker?.buffered ?? 0);
+          if (m.key === 'hot') {
+            hotWaiting = false;
+            maxHotBuffered = Math.max(maxHotBuffered, worker?.bufferedForKey('hot') ?? 0);
+          }
           if (m.key === 'hot' && hotFailures < 3) {
             hotFailures++;
             throw new Error('hot key hiccup');
           }
           handled++;
         }, { group: 'g', ...FAST, prefetch: 64, perKeyBuffer: 8, concurrency: 8, backoffBaseMs: 100, backoffCapMs: 100 });
-        const sampler = setInterval(() => (maxBuffered = Math.max(maxBuffered, worker?.buffered ?? 0)), 1);
+        worker.on('retried', (event) => {
+          if (event.id.startsWith('b') && Number(event.id.slice(1)) % 2 === 0) hotWaiting = true;
+        });
+        const sampler = setInterval(() => {
+          maxBuffered = Math.max(maxBuffered, worker?.buffered ?? 0);
+          const hot = worker?.bufferedForKey('hot') ?? 0;
+          maxHotBuffered = Math.max(maxHotBuffered, hot);
+          if (hotWaiting) {
+            hotSamples++;
+            maxHotWhileWaiting = Math.max(maxHotWhileWaiting, hot);
+          }
+        }, 1);
         await waitFor('all handled', () => handled === total, 60_000);
         clearInterval(sampler);
         await worker.close();
         assert.ok(maxBuffered <= 64, `buffered at most the prefetch (64), saw ${maxBuffered}`);
         assert.ok(maxBuffered >= 16, `the buffer was used (${maxBuffered})`);
+        assert.ok(hotSamples >= 10, `the hot key was seen waiting (${hotSamples} samples)`);
+        assert.equal(maxHotWhileWaiting, 1, 'a waiting hot key holds one message (its head), not its share');
+        assert.ok(maxHotBuffered > 1, `the hot key held more than one message when not waiting (${maxHotBuffered}), so the check above can fail`);
         worker = undefined;
       });
     });

@@ -206,3 +206,45 @@ export function processAlive(pid: number): boolean {
     return false;
   }
 }
+
+export interface Span extends Handled {
+  edge: 'start' | 'end';
+}
+
+/** The lines of TEST_HANDLER_SPAN_LOG: `start|end <key> <n> <id> <pid>`, in the order they happened. */
+export function readSpans(file: string): Span[] {
+  if (!existsSync(file)) return [];
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => {
+      const [edge, key, n, id, pid] = line.split(' ');
+      return { edge: edge as 'start' | 'end', key: key!, n: Number(n), id: id!, pid: Number(pid) };
+    });
+}
+
+/**
+ * Per key, a handler may start only when no other handler of that key is running. A span left
+ * open by a process in `killed` (SIGKILLed mid-handler) ends with that process.
+ */
+export function overlapProblems(spans: Span[], killed: ReadonlySet<number> = new Set()): string[] {
+  const open = new Map<string, Span>();
+  const problems: string[] = [];
+  for (const span of spans) {
+    const running = open.get(span.key);
+    if (span.edge === 'start') {
+      if (running !== undefined && !killed.has(running.pid)) problems.push(`${span.key}: ${span.id} started while ${running.id} was running`);
+      open.set(span.key, span);
+    } else if (running?.id === span.id) open.delete(span.key);
+  }
+  return problems;
+}
+
+/**
+ * At least once, strictly ordered: a message may be handled again (after a crash), but the first
+ * handling of each message follows the first handling of every earlier message of its key.
+ */
+export function firstHandlingOrderProblems(events: Handled[]): string[] {
+  const seen = new Set<string>();
+  return strictOrderProblems(events.filter((e) => !seen.has(e.id) && seen.add(e.id) !== undefined));
+}

@@ -6,11 +6,14 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { connect } from '../../src/index.js';
+import { connect, partitionForKey } from '../../src/index.js';
 import {
   ECHO_BOT,
   TEST_HANDLERS,
+  firstHandlingOrderProblems,
   orderViolations,
+  overlapProblems,
+  readSpans,
   TOKEN,
   cleanup,
   processAlive,
@@ -65,6 +68,7 @@ async function json(response: Response): Promise<Answer> {
 describe('botqueue start: HTTP API', () => {
   const dir = tempDir();
   const log = join(dir, 'handled.log');
+  const spanLog = join(dir, 'spans.log');
   let service: ServiceProcess;
 
   test('starts, prints where everything is, answers health checks', async () => {
@@ -75,7 +79,7 @@ describe('botqueue start: HTTP API', () => {
       topics: { orders: { partitions: 4 }, inbox: {}, limited: { maxBacklog: 5 } },
       handlers: [{ topic: 'orders', module: TEST_HANDLERS, export: 'record', options: { group: 'shop', concurrency: 8 } }],
     });
-    service = await startService(dir, serviceEnv(dir, { BOTQUEUE_ADMIN_TOKEN: TOKEN, BOTQUEUE_HOST: '127.0.0.1', TEST_HANDLED_LOG: log }));
+    service = await startService(dir, serviceEnv(dir, { BOTQUEUE_ADMIN_TOKEN: TOKEN, BOTQUEUE_HOST: '127.0.0.1', TEST_HANDLED_LOG: log, TEST_HANDLER_SPAN_LOG: spanLog, TEST_HANDLER_RANDOM_SLEEP_MS: '12' }));
     const text = service.output.join('\n');
     assert.match(service.url, /^http:\/\/127\.0\.0\.1:\d+$/);
     assert.match(text, /admin auth\s+on: /);
@@ -95,17 +99,23 @@ describe('botqueue start: HTTP API', () => {
     assert.equal(response.status, 202);
     const body = await json(response);
     assert.equal(body.receipts.length, 1);
-    assert.deepEqual({ ...body.receipts[0], partition: 0, seq: 0 }, { id: 'in-1', topic: 'inbox', partition: 0, seq: 0, duplicate: false });
+    // The partition is the key's (murmur2, 16 partitions: the default); seq is the message's place in it.
+    const partition = partitionForKey('chat:1', 16);
+    const first = body.receipts[0]!;
+    assert.deepEqual(first, { id: 'in-1', topic: 'inbox', partition, seq: first.seq, duplicate: false });
+    assert.ok(Number.isSafeInteger(first.seq) && first.seq >= 1, `seq ${first.seq} is a positive integer`);
     assert.equal(await retained(dir, 'inbox'), 1);
 
     const again = await json(await service.publish('inbox', [{ key: 'chat:1', id: 'in-1', payload: { text: 'hi' } }, { key: 'chat:1', id: 'in-2', payload: 2 }]));
     assert.deepEqual(
-      again.receipts.map((r) => [r.id, r.duplicate]),
+      again.receipts.map((r) => [r.id, r.duplicate, r.partition]),
       [
-        ['in-1', true],
-        ['in-2', false],
+        ['in-1', true, partition],
+        ['in-2', false, partition],
       ],
     );
+    assert.equal(again.receipts[0]!.seq, first.seq, 'a duplicate answers with the stored message\'s seq');
+    assert.equal(again.receipts[1]!.seq, first.seq + 1, 'the next message of the partition comes right after');
     assert.equal(await retained(dir, 'inbox'), 2);
   });
 
@@ -155,8 +165,15 @@ describe('botqueue start: HTTP API', () => {
     await waitFor('200 handled messages', () => readHandled(log).length >= 200, 15_000);
     const handled = readHandled(log);
     assert.equal(handled.length, 200);
+    // Handlers sleep a random 0-12 ms and log their start and end: two of one key at once would show.
+    const spans = readSpans(spanLog);
+    assert.deepEqual(overlapProblems(spans), [], 'no two handlers of one key ran at once');
     assert.deepEqual(strictOrderProblems(handled), []);
     assert.equal(new Set(handled.map((h) => h.id)).size, 200);
+    let running = 0;
+    let mostAtOnce = 0;
+    for (const span of spans) mostAtOnce = Math.max(mostAtOnce, (running += span.edge === 'start' ? 1 : -1));
+    assert.ok(mostAtOnce >= 2, `handlers of different keys did run at once (at most ${mostAtOnce} seen), so the check above could see an overlap`);
   });
 
   test('admin routes need the bearer token', async () => {
@@ -390,24 +407,31 @@ describe('botqueue start: restarts and shutdown', () => {
 });
 
 describe('botqueue start --workers N', () => {
-  test('2 worker processes share the partitions; a killed one is restarted; SIGTERM stops them all', async () => {
+  test('2 worker processes share the partitions; one SIGKILLed with handlers in flight is restarted, every acknowledged message is handled in order; SIGTERM stops them all', async () => {
     const dir = tempDir();
     const log = join(dir, 'handled.log');
+    const spanLog = join(dir, 'spans.log');
     writeJsonConfig(dir, {
       shutdownTimeoutMs: 5_000,
       topics: { chats: { partitions: 8 } },
-      handlers: [{ topic: 'chats', module: TEST_HANDLERS, export: 'record', options: { leaseMs: 1_500 } }],
+      handlers: [{ topic: 'chats', module: TEST_HANDLERS, export: 'record', options: { leaseMs: 1_500, concurrency: 8 } }],
     });
-    const service = await startService(dir, serviceEnv(dir, { TEST_HANDLED_LOG: log }), 2);
+    const service = await startService(dir, serviceEnv(dir, { TEST_HANDLED_LOG: log, TEST_HANDLER_SPAN_LOG: spanLog, TEST_HANDLER_RANDOM_SLEEP_MS: '20' }), 2);
     const [, a, b] = await service.waitLine(/workers\s+2 processes \(pid (\d+), (\d+)\)/);
     const pids = [Number(a), Number(b)];
     assert.ok(pids.every(processAlive));
 
-    const publishRound = async (round: number): Promise<void> => {
-      for (let batch = 0; batch < 4; batch++) {
-        const messages = Array.from({ length: 50 }, (_, i) => ({ key: `chat${i % 16}`, id: `r${round}-${batch * 50 + i}`, payload: { n: round * 1000 + batch * 50 + i } }));
-        assert.equal((await service.publish('chats', messages)).status, 202);
-      }
+    const acknowledged = new Set<string>();
+    let next = 0;
+    /** 50 messages over 16 keys; n counts up across rounds, so each key's n increases in publish order. */
+    const publishBatch = async (): Promise<void> => {
+      const messages = Array.from({ length: 50 }, () => {
+        const n = next++;
+        return { key: `chat${n % 16}`, id: `m${n}`, payload: { n } };
+      });
+      const response = await service.publish('chats', messages);
+      assert.equal(response.status, 202);
+      for (const m of messages) acknowledged.add(m.id);
     };
     // The first process to start owns every partition until the second joins and the group rebalances.
     await waitFor('both processes owning partitions', async () => {
@@ -415,25 +439,46 @@ describe('botqueue start --workers N', () => {
       const owners = new Set(stats.topics[0]?.groups[0]?.partitions.map((p) => p.owner?.split(':')[1]));
       return owners.size === 2 && pids.every((pid) => owners.has(String(pid)));
     }, 10_000);
-    await publishRound(0);
+    for (let batch = 0; batch < 4; batch++) await publishBatch();
     await waitFor('200 handled', () => readHandled(log).length >= 200, 15_000);
     const byPid = new Set(readHandled(log).map((h) => h.pid));
     assert.deepEqual([...byPid].sort(), [...pids].sort(), 'both worker processes handled messages');
 
-    // Everything settled (not only logged), so that the kill below interrupts nothing.
-    await waitFor('the backlog settled', async () => {
-      const stats = await json(await service.fetch('/v1/stats?topic=chats'));
-      return stats.topics[0]?.groups[0]?.backlog === 0;
-    });
-    process.kill(pids[0]!, 'SIGKILL');
-    await service.waitLine(new RegExp(`worker process \\d \\(pid ${pids[0]}\\) exited with signal SIGKILL; restarting it in 1 s`));
+    // Publishing goes on while the victim is killed with handlers running (started, not ended).
+    let publishing = true;
+    const publisher = (async () => {
+      while (publishing && next < 3_000) {
+        await publishBatch();
+        await sleep(20);
+      }
+    })();
+    const victim = pids[0]!;
+    const inFlight = (): string[] => {
+      const open = new Map<string, number>();
+      for (const span of readSpans(spanLog)) if (span.pid === victim) open.set(span.id, (open.get(span.id) ?? 0) + (span.edge === 'start' ? 1 : -1));
+      return [...open].filter(([, count]) => count > 0).map(([id]) => id);
+    };
+    await waitFor('the victim running at least 2 handlers', () => inFlight().length >= 2, 15_000);
+    process.kill(victim, 'SIGKILL');
+    const interrupted = inFlight();
+    await service.waitLine(new RegExp(`worker process \\d \\(pid ${victim}\\) exited with signal SIGKILL; restarting it in 1 s`));
     const [, restartedPid] = await service.waitLine(/worker process \d restarted \(pid (\d+)\)/);
     assert.ok(processAlive(Number(restartedPid)));
+    await sleep(500);
+    publishing = false;
+    await publisher;
 
-    await publishRound(1);
-    await waitFor('400 handled', () => new Set(readHandled(log).map((h) => h.id)).size >= 400, 20_000);
-    // At least once: a message may be handled again after a kill, but a key never goes backwards.
-    assert.deepEqual(orderViolations(readHandled(log)), []);
+    await waitFor('every acknowledged message handled', () => {
+      const handled = new Set(readHandled(log).map((h) => h.id));
+      return [...acknowledged].every((id) => handled.has(id));
+    }, 30_000);
+    const handled = readHandled(log);
+    assert.deepEqual(firstHandlingOrderProblems(handled), [], 'every message first handled after all earlier ones of its key');
+    assert.deepEqual(orderViolations(handled), []);
+    assert.deepEqual(overlapProblems(readSpans(spanLog), new Set([victim])), [], 'no two handlers of one key at once, across the kill');
+    const handledIds = new Set(handled.map((h) => h.id));
+    for (const id of interrupted) assert.ok(handledIds.has(id), `${id}, interrupted by the kill, was handled after it`);
+    assert.ok(handled.some((h) => h.pid === Number(restartedPid)) || handled.some((h) => h.pid === pids[1]), 'the survivors handled messages after the kill');
 
     assert.equal((await service.stop('SIGTERM')).code, 0);
     await waitFor('the worker processes gone', () => !processAlive(pids[1]!) && !processAlive(Number(restartedPid)), 5_000);
