@@ -25,6 +25,7 @@ import { check, type CheckResult, type LedgerEntry } from './checker.js';
 import { EffectStore } from './effects.js';
 import { runDiskFull, type DiskFullReport } from './disk-full.js';
 import type { WorkerConfig } from './worker.js';
+import { runWebhookFuzz, type WebhookFuzzReport } from './webhooks.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(here, '..');
@@ -93,7 +94,7 @@ export interface ScenarioReport {
   durationMs: number;
   publishMs: number;
   rate: number;
-  faults: { kills: number; pauses: number; lateSettlesRefused: number; outageMs: number; writerKills?: number; integrity?: string; storedUnacknowledged?: number; diskFull?: DiskFullReport };
+  faults: { kills: number; pauses: number; lateSettlesRefused: number; outageMs: number; writerKills?: number; integrity?: string; storedUnacknowledged?: number; diskFull?: DiskFullReport; webhooks?: WebhookFuzzReport };
   result: CheckResult;
 }
 
@@ -349,12 +350,20 @@ export function summaryLine(reports: ScenarioReport[], soak: boolean): string {
     ...reports.filter((r) => r.faults.diskFull !== undefined && r.faults.diskFull.skipped === undefined).map((r) => `a full disk (${r.faults.diskFull!.refused['503'] ?? 0} × 503, then recovered)`),
   ].join(', ');
   const poison = sum((r) => r.result.poisonInjected);
+  const hooks = reports.flatMap((r) => (r.faults.webhooks === undefined ? [] : [r.faults.webhooks]));
+  const tried = hooks.length === 0 ? '' : `${hooks.reduce((n, h) => n + h.invalid, 0)} invalid webhook requests and `;
   return (
-    `held ${held} msgs / ${keys} keys @ ${rate} msg/s${soak ? ' (soak)' : ''}; survived ${survived}; tried ${poison} poison messages; ` +
+    `held ${held} msgs / ${keys} keys @ ${rate} msg/s${soak ? ' (soak)' : ''}; survived ${survived}; tried ${tried}${poison} poison messages; ` +
     `lost ${sum((r) => r.result.lost)}, duplicate effects ${sum((r) => r.result.duplicateEffects)} (+${sum((r) => r.result.crashWindowDuplicates)} in ctx.once's crash window), ` +
-    `order violations ${sum((r) => r.result.orderViolations)}, stuck ${sum((r) => r.result.stuck)}, unexpected ${sum((r) => r.result.unexpected)}, accepted-invalid n/a (webhooks not landed); ` +
+    `order violations ${sum((r) => r.result.orderViolations)}, stuck ${sum((r) => r.result.stuck)}, unexpected ${sum((r) => r.result.unexpected)}, accepted-invalid ${acceptedInvalid(reports)}; ` +
     `redeliveries ${sum((r) => r.result.redeliveries)}, DLQ ${sum((r) => r.result.poisonDeadLettered)}/${poison} poison`
   );
+}
+
+/** Accepted-invalid over the webhook scenario; n/a when it did not run. */
+function acceptedInvalid(reports: ScenarioReport[]): string {
+  const hooks = reports.flatMap((r) => (r.faults.webhooks === undefined ? [] : [r.faults.webhooks]));
+  return hooks.length === 0 ? 'n/a (scenario h not run)' : String(hooks.reduce((n, h) => n + h.acceptedInvalid, 0));
 }
 
 export function targetsMissed(report: ScenarioReport): string[] {
@@ -366,6 +375,11 @@ export function targetsMissed(report: ScenarioReport): string[] {
   if (r.poisonDeadLettered !== r.poisonInjected) missed.push(`${report.scenario}: DLQ ${r.poisonDeadLettered}/${r.poisonInjected} poison`);
   if (report.faults.pauses > 0 && report.faults.lateSettlesRefused === 0) missed.push(`${report.scenario}: the paused worker never reported its lease lost`);
   if (report.faults.integrity !== undefined && report.faults.integrity !== 'ok') missed.push(`${report.scenario}: integrity_check ${report.faults.integrity}`);
+  const hooks = report.faults.webhooks;
+  if (hooks !== undefined) {
+    if (hooks.acceptedInvalid !== 0) missed.push(`h: accepted-invalid ${hooks.acceptedInvalid}`);
+    if (hooks.serverErrors !== 0) missed.push(`h: ${hooks.serverErrors} answers 5xx to bad input`);
+  }
   const full = report.faults.diskFull;
   if (full !== undefined && full.skipped === undefined) {
     if (!full.recovered) missed.push('c: no recovery after the disk was grown (or it never filled)');
@@ -381,7 +395,7 @@ async function main(): Promise<void> {
   const chosen = scenarios(values.soak ? 6 : 1).filter((s) => only === undefined || only.includes(s.name));
   const writerKills = only === undefined || only.includes('b') ? (values.soak ? 1_000 : 200) : 0;
   const started = Date.now();
-  console.log(`reliability: seed ${seed} (replay with -- --seed ${seed}); scenarios ${[...chosen.map((s) => s.name), ...(writerKills > 0 ? ['b'] : []), ...(only === undefined || only.includes('c') ? ['c'] : [])].join(', ')}${values.soak ? ' (soak)' : ''}`);
+  console.log(`reliability: seed ${seed} (replay with -- --seed ${seed}); scenarios ${[...chosen.map((s) => s.name), ...(writerKills > 0 ? ['b'] : []), ...(only === undefined || only.includes('c') ? ['c'] : []), ...(only === undefined || only.includes('h') ? ['h'] : [])].join(', ')}${values.soak ? ' (soak)' : ''}`);
   const reports: ScenarioReport[] = [];
   for (const s of chosen) {
     const report = await runScenario(s, seed);
@@ -412,7 +426,17 @@ async function main(): Promise<void> {
     reports.push(report);
     console.log(`  c. ${report.title}: ${full.skipped ?? `${full.acknowledged} acknowledged (202), refused ${JSON.stringify(full.refused)}, stored ${full.retained}, recovered ${full.recovered}`}`);
   }
-  // h (webhooks: fuzzed, forged, stale and replayed requests, accepted-invalid 0) plugs in here when the gateway lands.
+  if (only === undefined || only.includes('h')) {
+    const started = Date.now();
+    const fuzz = await runWebhookFuzz(values.soak ? 50_000 : 10_000, seededRandom(seed ^ 0x68));
+    const result = check({ ledger: [], attempts: [], effects: [], deadLetters: [], backlogAtEnd: 0 });
+    result.lost = fuzz.lost;
+    result.duplicateEffects = fuzz.duplicates;
+    const report: ScenarioReport = { scenario: 'h', title: 'webhooks: valid, replayed, forged, bit-flipped, stale, tampered, unsigned, malformed, deep, __proto__ and random requests on every route', seed, durationMs: Date.now() - started, publishMs: 0, rate: 0, faults: { kills: 0, pauses: 0, lateSettlesRefused: 0, outageMs: 0, webhooks: fuzz }, result };
+    reports.push(report);
+    console.log(`  h. ${report.title}: ${fuzz.requests} requests (${fuzz.valid} valid, ${fuzz.invalid} invalid: ${JSON.stringify(fuzz.byKind)}); accepted-invalid ${fuzz.acceptedInvalid}, lost ${fuzz.lost}, stored twice ${fuzz.duplicates}, 5xx ${fuzz.serverErrors}; ${Math.round(report.durationMs / 1_000)} s`);
+    if (fuzz.acceptedInvalid > 0) console.log(`    accepted-invalid by kind: ${JSON.stringify(fuzz.acceptedInvalidByKind)}`);
+  }
   const missed = reports.flatMap(targetsMissed);
   const line = summaryLine(reports, values.soak);
   writeFileSync(values.report, `${JSON.stringify({ seed, soak: values.soak, durationMs: Date.now() - started, summary: line, targetsMissed: missed, scenarios: reports }, null, 2)}\n`);

@@ -1,11 +1,12 @@
 /**
  * The part of `npm run reliability` that fits in `npm test`: a short worker-chaos run (real worker
  * processes on a real SQLite file, SIGKILLed on a seeded schedule and restarted) checked by the
- * ledger checker, and a few SIGKILLs of SQLite writers. The full quick profile is `npm run reliability`.
+ * ledger checker, a few SIGKILLs of SQLite writers, and 2,000 good and bad webhook requests. The full quick profile is `npm run reliability`.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { runKillWrites, runScenario, scenarios, targetsMissed } from '../../reliability/run.js';
+import { runKillWrites, runScenario, scenarios, seededRandom, targetsMissed } from '../../reliability/run.js';
+import { runWebhookFuzz } from '../../reliability/webhooks.js';
 
 const seed = Number(process.env.BOTQUEUE_RELIABILITY_SEED ?? Math.floor(Math.random() * 2 ** 31));
 
@@ -24,4 +25,15 @@ test(`SQLite writers SIGKILLed 10 times: integrity ok, every acknowledged publis
   assert.equal(report.faults.integrity, 'ok');
   assert.ok(report.result.acknowledged > 0);
   assert.deepEqual(targetsMissed(report), []);
+});
+
+test(`webhooks, 2,000 requests (valid, replayed, forged, stale, tampered, malformed...): accepted-invalid 0, nothing lost or stored twice (seed ${seed})`, { timeout: 120_000 }, async (t) => {
+  const report = await runWebhookFuzz(2_000, seededRandom(seed));
+  t.diagnostic(JSON.stringify(report));
+  assert.ok(report.valid > 0 && report.invalid > 1_000);
+  assert.deepEqual(report.acceptedInvalidByKind, {});
+  assert.equal(report.acceptedInvalid, 0);
+  assert.equal(report.lost, 0);
+  assert.equal(report.duplicates, 0);
+  assert.equal(report.serverErrors, 0);
 });
