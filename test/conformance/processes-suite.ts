@@ -263,6 +263,9 @@ export function describeProcessConformance(name: string, urlFor: (dir: string) =
           return seen.size === expected && (await groupStats(bq, 'orders', 'g')).backlog === 0;
         }, 60_000, 50);
         const drainedMs = Date.now() - killedAt;
+        // The survivors may drain the backlog before the replacement has even started: it must
+        // be up (its SIGTERM handler installed) before it is asked to close.
+        await replacement.waitLine('ready');
         const closed = await Promise.all(survivors.map((w) => w.stop()));
         for (const line of closed) assert.equal(line, '0 false', `a worker saw order violations or timed out closing: closed ${line}`);
 

@@ -94,7 +94,7 @@ if (!reportMissing('RabbitMQ worker fleet', await missingServices(), register)) 
       assert.ok(balanced - result.startedAt <= 2 * LEASE_MS + 3_000, `balanced ${balanced - result.startedAt} ms after the processes were spawned (process start-up included); ${detail}`);
     });
 
-    test('SIGKILL of one of three workers every 2 s: nothing lost, order kept, throughput at least half of the run without kills', async () => {
+    test('SIGKILL of one of three workers every 2 s: nothing lost, order kept, throughput at least 0.35 of the run without kills', async () => {
       console.log(`# churn seed ${SEED}`);
       // A handler slow enough that the 10,000 messages take several kill periods to drain.
       // The group is declared before publishing, so kills hit workers, not the copy of a backlog
@@ -112,7 +112,10 @@ if (!reportMissing('RabbitMQ worker fleet', await missingServices(), register)) 
       assert.equal(churn.lost, 0, detail);
       assert.deepEqual(churn.orderViolations, [], detail);
       assert.ok(churn.kills >= 2, `the run ended before two kills; ${detail}`);
-      assert.ok(churn.msgsPerSec >= 0.5 * calm.msgsPerSec, `churn ${churn.msgsPerSec.toFixed(0)} vs calm ${calm.msgsPerSec.toFixed(0)} msgs/s; ${detail}`);
+      // The stall issue 10 found gave about 0.1 of the calm rate (1,461 of 10,000 in 90 s); a
+      // healthy fleet measures 0.6-0.8 on an idle 2-core box, and down to 0.46 on a loaded one
+      // (a restarted worker takes seconds to start under tsx): the bound catches the stall.
+      assert.ok(churn.msgsPerSec >= 0.35 * calm.msgsPerSec, `churn ${churn.msgsPerSec.toFixed(0)} vs calm ${calm.msgsPerSec.toFixed(0)} msgs/s; ${detail}`);
     });
 
     test('the process copying a new group\'s backlog is SIGKILLed mid-copy: the next one carries on, nothing lost, order kept', async () => {
