@@ -265,3 +265,34 @@ test('the sequences reach every counted write path (the property is not vacuous)
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('an operation rolled back to its savepoint leaves nothing in the counts; the others of its transaction are counted', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bq-counts-'));
+  const path = join(dir, 'undo.db');
+  const run = new Run(path);
+  const reader = new Database(path, { readonly: true });
+  try {
+    const b = run.broker;
+    await b.ensureTopic('t0', { partitions: PARTITIONS, dedupWindowMs: DEDUP_WINDOW_MS });
+    await b.ensureGroup('t0', 'g0');
+    const message = (id: string, payload: string): PreparedMessage => ({ id, key: 'k', partition: 0, payload, headers: {}, notBefore: 0, dedup: false });
+    // Queued in one turn: one transaction, each publish in its own savepoint. The second one's
+    // first message is stored (and counted) before its second fails the NOT NULL constraint.
+    const good = b.publish('t0', [message('a', '1')]);
+    const bad = b.publish('t0', [message('b', '1'), message('c', null as unknown as string)]);
+    const after = b.publish('t0', [message('d', '1')]);
+    await good;
+    await assert.rejects(bad);
+    await after;
+    const { kept, real } = readCounts(reader);
+    assert.deepEqual(kept, real);
+    assert.deepEqual(real, [
+      ['backlog 1/0', 2],
+      ['retained 1', 2],
+    ]);
+  } finally {
+    reader.close();
+    await run.broker.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
