@@ -2,7 +2,7 @@
  * Gauges read from the broker at scrape time (one `stats()` call per scrape): backlog per
  * partition, lag (oldest unsettled age), in flight, DLQ depth, parked keys, live members,
  * retained messages and the durable order-violation count. Every backend answers stats from
- * counters or per-partition lookups (SQLite keeps counts maintained by triggers; RabbitMQ
+ * counters or per-partition lookups (SQLite keeps count tables in its write transactions; RabbitMQ
  * asks each partition queue), so a scrape costs O(topics × groups × partitions), never a
  * scan of the backlog. Only the gateway process exposes these: the worker processes share
  * the same broker, so summing their views would count each message N times.

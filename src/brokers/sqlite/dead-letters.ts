@@ -2,6 +2,7 @@ import type Database from 'better-sqlite3';
 import type { ErrorInfo } from '../../core/errors.js';
 import type { DeadLetter, DeadLetterFilter, DeadLetterListOptions } from '../broker.js';
 import type { Catalog } from './catalog.js';
+import type { Counts } from './counts.js';
 import type { FilterQueries } from './dlq-filter.js';
 import { headersFromText, type MessageStore } from './message-store.js';
 import type { Clock } from './options.js';
@@ -41,6 +42,7 @@ export class DeadLetters {
     private readonly store: MessageStore,
     private readonly queries: FilterQueries,
     private readonly now: Clock,
+    private readonly counts: Counts,
   ) {
     this.deleteRow = db.prepare('DELETE FROM dead_letters WHERE dlq_id = ?');
     this.unpark = db.prepare(
@@ -92,7 +94,7 @@ export class DeadLetters {
           bumped.add(gid);
         }
         if (this.unpark.run(gid, partition, seq).changes > 0) {
-          this.deleteRow.run(dlqId);
+          this.removeRow(dlqId, topic, grp);
           tx.notify(topic, partition);
           done++;
           continue;
@@ -101,7 +103,7 @@ export class DeadLetters {
       const newSeq = tx.takeSeq();
       this.store.insert({ seq: newSeq, tid: group.topic.tid, partition, refs: 1, notBefore: 0, publishedAt: now, id, key, headers, payload });
       this.store.insertPending(gid, partition, newSeq, 0);
-      this.deleteRow.run(dlqId);
+      this.removeRow(dlqId, topic, grp);
       tx.notify(topic, partition);
       done++;
     }
@@ -114,12 +116,15 @@ export class DeadLetters {
     const bumped = new Set<number>();
     let done = 0;
     for (const [dlqId, topic, grp, partition, seq, parked] of rows) {
-      this.deleteRow.run(dlqId);
+      this.removeRow(dlqId, topic, grp);
       done++;
       if (parked === 0) continue;
       const group = this.catalog.group(topic, grp);
       if (group === undefined) continue;
-      if (this.deleteParked.run(group.gid, partition, seq).changes > 0) this.store.release(seq);
+      if (this.deleteParked.run(group.gid, partition, seq).changes > 0) {
+        this.counts.backlog(group.gid, partition, -1);
+        this.store.release(group.topic.tid, seq);
+      }
       if (!bumped.has(group.gid)) {
         this.bumpControl.run(group.gid);
         bumped.add(group.gid);
@@ -127,5 +132,9 @@ export class DeadLetters {
       tx.notify(topic, partition);
     }
     return { done, scanned: rows.length, lastDlqId: rows.length === 0 ? afterDlqId : rows[rows.length - 1]![0] };
+  }
+
+  private removeRow(dlqId: number, topic: string, group: string): void {
+    this.counts.deadLetters(topic, group, -this.deleteRow.run(dlqId).changes);
   }
 }

@@ -29,6 +29,7 @@ import type {
 } from '../broker.js';
 import { Catalog, topicInfo } from './catalog.js';
 import { Coordinator } from './coordinate.js';
+import { Counts } from './counts.js';
 import { DeadLetters, DLQ_CHUNK, type ChunkResult } from './dead-letters.js';
 import { checkDeadLetterFilter } from '../dead-letter-filter.js';
 import { FilterQueries } from './dlq-filter.js';
@@ -105,22 +106,24 @@ export class SqliteBroker implements Broker {
     this.catalog = new Catalog(db);
     const dataVersion = db.prepare<[], number>('PRAGMA data_version').pluck();
     this.watchers = new Watchers(() => dataVersion.get()!);
+    const counts = new Counts(db);
     const tx = new WriteTx(
       db,
+      counts,
       (topic) => this.watchers.has(topic),
       () => this.catalog.forget(),
     );
     this.writer = new GroupCommitWriter(db, tx, settings.maxBatch, settings.busyTimeoutMs, (notes) => this.watchers.dispatch(notes));
-    const store = new MessageStore(db);
-    this.topics = new Topics(db, this.catalog, now);
+    const store = new MessageStore(db, counts);
+    this.topics = new Topics(db, this.catalog, now, counts);
     this.publisher = new Publisher(db, this.catalog, store, now);
     this.fetcher = new Fetcher(db, this.catalog);
-    this.settler = new Settler(db, this.catalog, store);
+    this.settler = new Settler(db, this.catalog, store, counts);
     this.coordinator = new Coordinator(db, this.catalog, this.topics, now);
     this.effects = new Effects(db, this.catalog, now);
-    this.deadLetters = new DeadLetters(db, this.catalog, store, new FilterQueries(db), now);
+    this.deadLetters = new DeadLetters(db, this.catalog, store, new FilterQueries(db), now, counts);
     this.statistics = new Stats(db, this.catalog, now);
-    this.lifecycle = new Lifecycle(db, this.catalog);
+    this.lifecycle = new Lifecycle(db, this.catalog, counts);
     this.housekeeping = new Housekeeping(db, now);
     this.housekeepingTimer = setInterval(this.runHousekeeping, HOUSEKEEPING_INTERVAL_MS);
     this.housekeepingTimer.unref();

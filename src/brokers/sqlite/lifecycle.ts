@@ -1,8 +1,10 @@
 import type Database from 'better-sqlite3';
 import type { Catalog } from './catalog.js';
+import type { Counts } from './counts.js';
 
 /**
- * Deleting groups and topics. Ids of deleted rows may still sit in another process's catalog
+ * Deleting groups and topics, with their rows in the count tables (and, in the counts
+ * journal, what earlier operations of the transaction recorded for them). Ids of deleted rows may still sit in another process's catalog
  * cache, so every deletion bumps `meta.catalog_version`: each write transaction reads it first
  * and drops its cache when it changed (see WriteTx.begin), so no write lands on a deleted id.
  */
@@ -13,6 +15,7 @@ export class Lifecycle {
   constructor(
     db: Database.Database,
     private readonly catalog: Catalog,
+    private readonly counts: Counts,
   ) {
     this.groupIds = db.prepare<[number], number>('SELECT gid FROM groups WHERE tid = ?').pluck();
     const s = (sql: string): Database.Statement => db.prepare(sql);
@@ -59,10 +62,13 @@ export class Lifecycle {
     for (const gid of this.groupIds.all(topic.tid)) groupNames.set(gid, '');
     for (const gid of groupNames.keys()) {
       for (const step of ['pending', 'backlogCounts', 'assignments', 'members', 'group']) st[step]!.run(gid);
+      this.counts.forgetGroup(gid);
     }
     for (const step of ['topicMessages', 'topicCounts', 'topicDedup', 'topicEffects']) st[step]!.run(topic.tid);
+    this.counts.forgetTopic(topic.tid);
     st.topicDeadLetters!.run(topicName);
     st.topicDeadLetterCounts!.run(topicName);
+    this.counts.forgetDeadLetters(topicName, null);
     st.topic!.run(topic.tid);
     st.bump!.run();
     this.catalog.forget();
@@ -72,10 +78,12 @@ export class Lifecycle {
   private dropGroup(tid: number, topicName: string, gid: number, group: string): void {
     const st = this.statements;
     st.unref!.run(gid);
-    st.dropUnreferenced!.run(gid);
+    this.counts.retained(tid, -st.dropUnreferenced!.run(gid).changes);
     for (const step of ['pending', 'backlogCounts', 'assignments', 'members', 'group']) st[step]!.run(gid);
+    this.counts.forgetGroup(gid);
     st.deadLetters!.run(topicName, group);
     st.deadLetterCounts!.run(topicName, group);
+    this.counts.forgetDeadLetters(topicName, group);
     st.groupEffects!.run(tid, group);
   }
 }

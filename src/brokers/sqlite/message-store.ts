@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import type { Counts } from './counts.js';
 
 /** Headers are stored as JSON, or NULL when there are none (the common case costs nothing). */
 export function headersToText(headers: Record<string, string>): string | null {
@@ -36,7 +37,10 @@ export class MessageStore {
   private readonly deleteIfLast: Database.Statement<[number]>;
   private readonly dropRef: Database.Statement<[number]>;
 
-  constructor(db: Database.Database) {
+  constructor(
+    db: Database.Database,
+    private readonly counts: Counts,
+  ) {
     this.insertMessage = db.prepare(
       'INSERT INTO messages (seq, tid, partition, refs, not_before, published_at, id, key, headers, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
     );
@@ -50,21 +54,28 @@ export class MessageStore {
 
   insert(m: NewMessage): void {
     this.insertMessage.run(m.seq, m.tid, m.partition, m.refs, m.notBefore, m.publishedAt, m.id, m.key, m.headers, m.payload);
+    this.counts.retained(m.tid, 1);
   }
 
   insertPending(gid: number, partition: number, seq: number, notBefore: number): void {
     this.insertPendingRow.run(gid, partition, seq, notBefore);
+    this.counts.backlog(gid, partition, 1);
   }
 
-  /** Removes a group's pending row; false when there was none. */
-  removePending(gid: number, partition: number, seq: number): boolean {
+  /** Removes a group's pending row; false when there was none. `tid` is the group's topic. */
+  removePending(gid: number, tid: number, partition: number, seq: number): boolean {
     if (this.deletePendingRow.run(gid, partition, seq).changes === 0) return false;
-    this.release(seq);
+    this.counts.backlog(gid, partition, -1);
+    this.release(tid, seq);
     return true;
   }
 
-  /** One pending row of the message is gone: drop the message with its last reference. */
-  release(seq: number): void {
+  /**
+   * One pending row of the message (of topic `tid`) is gone, and counted by the caller: drop
+   * the message with its last reference.
+   */
+  release(tid: number, seq: number): void {
     if (this.deleteIfLast.run(seq).changes === 0) this.dropRef.run(seq);
+    else this.counts.retained(tid, -1);
   }
 }

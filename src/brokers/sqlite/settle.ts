@@ -2,6 +2,7 @@ import type Database from 'better-sqlite3';
 import type { ErrorInfo } from '../../core/errors.js';
 import type { Lease, SettleOutcome, Settlement } from '../broker.js';
 import type { Catalog } from './catalog.js';
+import type { Counts } from './counts.js';
 import type { MessageStore } from './message-store.js';
 
 type DeadSource = [firstFailedAt: number | null, id: string, key: string | null, publishedAt: number, headers: string | null, payload: string];
@@ -23,6 +24,7 @@ export class Settler {
     db: Database.Database,
     private readonly catalog: Catalog,
     private readonly store: MessageStore,
+    private readonly counts: Counts,
   ) {
     this.readOwner = db.prepare<[number, number], [string | null, number]>('SELECT owner, fence FROM assignments WHERE gid = ? AND partition = ?').raw();
     this.updateRetry = db.prepare(
@@ -49,6 +51,7 @@ export class Settler {
     // Settlements come in runs for one lease: check each lease once per call.
     let checked: Lease | undefined;
     let checkedGid = 0;
+    let checkedTid = 0;
     let checkedOk = false;
     for (let i = 0; i < settlements.length; i++) {
       const s = settlements[i]!;
@@ -57,22 +60,23 @@ export class Settler {
         checked = lease;
         const group = this.catalog.group(lease.topic, lease.group);
         checkedGid = group?.gid ?? 0;
+        checkedTid = group?.topic.tid ?? 0;
         if (group === undefined) checkedOk = false;
         else {
           const row = this.readOwner.get(group.gid, lease.partition);
           checkedOk = row !== undefined && row[0] === lease.member && row[1] === lease.fence;
         }
       }
-      outcomes[i] = checkedOk ? this.apply(checkedGid, s) : 'fenced';
+      outcomes[i] = checkedOk ? this.apply(checkedGid, checkedTid, s) : 'fenced';
     }
     return outcomes;
   }
 
-  private apply(gid: number, s: Settlement): SettleOutcome {
+  private apply(gid: number, tid: number, s: Settlement): SettleOutcome {
     const partition = s.lease.partition;
     switch (s.kind) {
       case 'ack':
-        return this.store.removePending(gid, partition, s.seq) ? 'ok' : 'missing';
+        return this.store.removePending(gid, tid, partition, s.seq) ? 'ok' : 'missing';
       case 'retry':
         return this.updateRetry.run(s.attempts, s.notBefore, s.failedAt, gid, partition, s.seq).changes === 0 ? 'missing' : 'ok';
       case 'dead': {
@@ -96,8 +100,9 @@ export class Settler {
           headers,
           payload,
         );
+        this.counts.deadLetters(s.lease.topic, s.lease.group, 1);
         if (s.park) this.park.run(s.attempts, s.failedAt, gid, partition, s.seq);
-        else this.store.removePending(gid, partition, s.seq);
+        else this.store.removePending(gid, tid, partition, s.seq);
         return 'ok';
       }
     }

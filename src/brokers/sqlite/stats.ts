@@ -10,7 +10,7 @@ type AssignmentRow = [partition: number, owner: string | null, leaseUntil: numbe
 
 /**
  * Counts for the dashboard, the CLI and /metrics, read in one snapshot. Backlogs, retained
- * messages and dead letters come from the counts the schema's triggers keep; a partition's oldest message is its lowest seq (seqs follow
+ * messages and dead letters come from the count tables (counts.ts keeps them); a partition's oldest message is its lowest seq (seqs follow
  * publish order), so its age costs one lookup.
  */
 export class Stats {

@@ -2,6 +2,7 @@ import type Database from 'better-sqlite3';
 import { BotqueueError, ErrorCodes } from '../../core/errors.js';
 import type { TopicInfo, TopicSettings } from '../broker.js';
 import { topicInfo, type Catalog, type GroupRef } from './catalog.js';
+import type { Counts } from './counts.js';
 import { unknownTopic } from './errors.js';
 import type { Clock } from './options.js';
 import type { WriteTx } from './transaction.js';
@@ -14,11 +15,13 @@ export class Topics {
   private readonly insertAssignments: Database.Statement<[number, number]>;
   private readonly backfillPending: Database.Statement<[number, number]>;
   private readonly backfillRefs: Database.Statement<[number]>;
+  private readonly countBackfill: Database.Statement<[number]>;
 
   constructor(
     db: Database.Database,
     private readonly catalog: Catalog,
     private readonly now: Clock,
+    private readonly counts: Counts,
   ) {
     this.insertTopic = db.prepare('INSERT INTO topics (name, partitions, dedup_window_ms, created_at) VALUES (?, ?, ?, ?)');
     this.insertGroup = db.prepare('INSERT OR IGNORE INTO groups (tid, name, created_at) VALUES (?, ?, ?)');
@@ -32,6 +35,11 @@ export class Topics {
        SELECT ?, partition, seq, not_before, 0, NULL, 0 FROM messages WHERE tid = ?`,
     );
     this.backfillRefs = db.prepare('UPDATE messages SET refs = refs + 1 WHERE tid = ?');
+    // One grouped count per partition, written absolutely (a stale row of a deleted group with the same id is replaced).
+    this.countBackfill = db.prepare(
+      `INSERT INTO backlog_counts (gid, partition, n) SELECT gid, partition, count(*) FROM pending WHERE gid = ? GROUP BY partition
+       ON CONFLICT (gid, partition) DO UPDATE SET n = excluded.n`,
+    );
   }
 
   ensureTopic(name: string, settings: TopicSettings): TopicInfo {
@@ -63,6 +71,8 @@ export class Topics {
     this.insertAssignments.run(topic.partitions, gid);
     if (this.backfillPending.run(gid, topic.tid).changes > 0) {
       this.backfillRefs.run(topic.tid);
+      this.counts.forgetGroup(gid);
+      this.countBackfill.run(gid);
       for (let p = 0; p < topic.partitions; p++) tx.notify(topicName, p);
     }
     return ref;

@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import type { Counts } from './counts.js';
 
 /**
  * State of one group-commit transaction, shared by the operations that run in it:
@@ -16,9 +17,13 @@ export class WriteTx {
   private readonly groupIds = new Map<number, number[]>();
   /** Flat [topic, partition, topic, partition, ...] of partitions that got messages. */
   private readonly notes: (string | number)[] = [];
+  /** Where the counts journal stood when the running operation began. */
+  private countsMark = 0;
 
   constructor(
     db: Database.Database,
+    /** The count tables' journal, written at `beforeCommit`. */
+    private readonly counts: Counts,
     private readonly wantsNotes: (topic: string) => boolean,
     /** Called when writes are rolled back, so caches filled from them are dropped. */
     private readonly onUndo: () => void,
@@ -43,6 +48,7 @@ export class WriteTx {
     this.seqAtStart = 0;
     this.groupIds.clear();
     this.notes.length = 0;
+    this.counts.abort();
   }
 
   /** The seq the next stored message gets; call `takeSeq` once it is stored. */
@@ -84,12 +90,14 @@ export class WriteTx {
 
   /** A point to return to when the next operation is rolled back to its savepoint. */
   mark(): number {
+    this.countsMark = this.counts.mark();
     return this.notes.length;
   }
 
   /** The operation since `mark` was rolled back to its savepoint. */
   undo(mark: number): void {
     this.notes.length = mark;
+    this.counts.undo(this.countsMark);
     this.groupIds.clear();
     this.onUndo();
   }
@@ -97,13 +105,15 @@ export class WriteTx {
   /** The whole transaction was rolled back. */
   abort(): void {
     this.notes.length = 0;
+    this.counts.abort();
     this.groupIds.clear();
     this.onUndo();
   }
 
-  /** Persists the seq counter; runs inside the transaction, just before COMMIT. */
+  /** Persists the seq counter and the counts; runs inside the transaction, just before COMMIT. */
   beforeCommit(): void {
     if (this.seq !== this.seqAtStart) this.writeSeq.run(this.seq);
+    this.counts.flush();
   }
 
   /** Takes the notes of the committed transaction. */
