@@ -88,6 +88,10 @@ export interface GroupSnapshot extends StoredGroup {
   deadLetters: number;
   /** Distinct keys with a parked message. */
   parkedKeys: number;
+  /** The last heartbeat of a member of the group (epoch ms, store's clock), or null when none ever came. */
+  lastSeenAt: number | null;
+  /** The store's time when the snapshot was read (to age lastSeenAt by the same clock). */
+  now: number;
 }
 
 export interface CoordinationStore {

@@ -22,6 +22,7 @@ test('a version-1 file is upgraded to version 3 and keeps its messages', async (
     // Back to what version 1 wrote: no deferrals column, no counts kept by triggers.
     const db = new Database(path);
     db.exec('ALTER TABLE groups DROP COLUMN deferrals');
+    db.exec('ALTER TABLE groups DROP COLUMN last_seen_at');
     for (const trigger of ['pending_counted', 'pending_uncounted', 'message_counted', 'message_uncounted', 'dead_letter_counted', 'dead_letter_uncounted']) db.exec(`DROP TRIGGER ${trigger}`);
     for (const table of ['backlog_counts', 'topic_counts', 'dead_letter_counts']) db.exec(`DROP TABLE ${table}`);
     db.pragma('user_version = 1');
@@ -34,9 +35,10 @@ test('a version-1 file is upgraded to version 3 and keeps its messages', async (
     await again.publish('t', { key: 'k', id: 'after', payload: 2 });
     assert.equal((await again.stats('t'))[0]?.groups[0]?.backlog, 2, 'the triggers count from then on');
     assert.equal(stats?.groups[0]?.deferrals, 0);
+    assert.equal(stats?.groups[0]?.lastSeenAt, null, 'version 4 added last_seen_at, empty until a member is seen');
     await again.close();
     const check = new Database(path, { readonly: true });
-    assert.equal(check.pragma('user_version', { simple: true }), 3);
+    assert.equal(check.pragma('user_version', { simple: true }), 4);
     check.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });

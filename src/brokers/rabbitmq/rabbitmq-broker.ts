@@ -26,6 +26,7 @@ import type {
   TopicStats,
 } from '../broker.js';
 import { checkDeadLetterFilter } from '../dead-letter-filter.js';
+import { isIdle, resolveIdleAfterMs, type StatsOptions } from '../idle.js';
 import { sumPartitions } from '../partition-stats.js';
 import { Watchers } from '../watchers.js';
 import { BrokerEventEmitter } from '../events.js';
@@ -687,18 +688,19 @@ export class RabbitmqBroker implements Broker {
 
   // ---------------------------------------------------------------- stats
 
-  async stats(topic?: string): Promise<TopicStats[]> {
+  async stats(topic?: string, options?: StatsOptions): Promise<TopicStats[]> {
     this.checkOpen();
+    const idleAfterMs = resolveIdleAfterMs(options);
     let infos: TopicInfo[];
     if (topic === undefined) infos = await this.store.listTopics();
     else {
       const info = await this.getTopic(topic);
       infos = info === undefined ? [] : [info];
     }
-    return Promise.all(infos.map((info) => this.topicStats(info)));
+    return Promise.all(infos.map((info) => this.topicStats(info, idleAfterMs)));
   }
 
-  private async topicStats(info: TopicInfo): Promise<TopicStats> {
+  private async topicStats(info: TopicInfo, idleAfterMs: number): Promise<TopicStats> {
     const now = this.now();
     const snapshots = await this.store.groupSnapshots(info.name);
     const unclaimed = await this.topology.readyCount(this.names.unclaimedQueue(info.name)).catch(() => 0);
@@ -729,6 +731,9 @@ export class RabbitmqBroker implements Broker {
           members: snapshot.members,
           orderViolations: snapshot.orderViolations,
           deferrals: snapshot.deferrals,
+          lastSeenAt: snapshot.lastSeenAt,
+          // Aged by the store's clock, which wrote it.
+          idle: isIdle(snapshot.members, snapshot.lastSeenAt, snapshot.now, idleAfterMs),
           partitions,
         };
       }),
