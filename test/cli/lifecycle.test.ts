@@ -1,6 +1,6 @@
 /**
- * Lifecycle and the operator's CLI: groups and topics deleted (library on memory and SQLite,
- * CLI, admin API), a group with live members refused, idle groups and waiting messages shown,
+ * Lifecycle and the operator's CLI: groups and topics deleted (library on memory, SQLite and RabbitMQ,
+ * CLI, admin API), a group with live members refused, idle groups (--idle-after) and waiting messages shown,
  * read-only commands that never create a store, undeclared topics refused when the config
  * declares topics, and the CLI talking to a running server with --server / BOTQUEUE_SERVER.
  */
@@ -14,22 +14,33 @@ import { resolveConfig } from '../../src/service/config.js';
 import { createHttpServer, listen } from '../../src/service/http.js';
 import { createLogger } from '../../src/service/logger.js';
 import { waitFor } from '../service/harness.js';
+import { rabbitmqFactory } from '../conformance/rabbitmq-harness.js';
+import { missingServices, reportMissing } from '../support/services.js';
 import { cleanEnv, workspace } from './helpers.js';
 
 const ws = workspace('lifecycle');
 const TOKEN = 'lifecycle-admin-token-0123456789';
 const closers: Array<() => Promise<unknown>> = [];
+const rabbitmq = rabbitmqFactory('bqcl');
 after(async () => {
   for (const close of closers.reverse()) await close();
+  await rabbitmq.cleanup();
   ws.cleanup();
 });
 
+// The library's lifecycle on every backend; RabbitMQ (with its PostgreSQL store) when reachable.
+const rabbitmqMissing = await missingServices();
+const BACKENDS = ['memory', 'sqlite', ...(rabbitmqMissing === undefined ? (['rabbitmq'] as const) : [])] as const;
+const urlOf = (backend: (typeof BACKENDS)[number], dir: string): string =>
+  backend === 'memory' ? 'memory:' : backend === 'sqlite' ? `sqlite:${join(dir, 'bq.db')}` : rabbitmq.url();
+
 describe('lifecycle', () => {
-  for (const backend of ['memory', 'sqlite'] as const) {
+  reportMissing('lifecycle on RabbitMQ', rabbitmqMissing, test);
+  for (const backend of BACKENDS) {
     test(`${backend}: deleteGroup refuses live members, then frees the group's messages; deleteTopic removes the topic`, async () => {
       const dir = mkdtempSync(join(tmpdir(), 'bq-lifecycle-'));
       closers.push(() => Promise.resolve(rmSync(dir, { recursive: true, force: true })));
-      const bq = await connect(backend === 'memory' ? 'memory:' : `sqlite:${join(dir, 'bq.db')}`);
+      const bq = await connect(urlOf(backend, dir));
       closers.push(() => bq.close());
       await bq.createTopic('t', { partitions: 2 });
       await bq.broker.ensureGroup('t', 'abandoned');
@@ -61,11 +72,11 @@ describe('lifecycle', () => {
     });
   }
 
-  for (const backend of ['memory', 'sqlite'] as const) {
+  for (const backend of BACKENDS) {
     test(`${backend}: stats flags a group idle when no member was seen for idleAfterMs, and says when one was last seen`, async () => {
       const dir = mkdtempSync(join(tmpdir(), 'bq-idle-'));
       closers.push(() => Promise.resolve(rmSync(dir, { recursive: true, force: true })));
-      const bq = await connect(backend === 'memory' ? 'memory:' : `sqlite:${join(dir, 'bq.db')}`);
+      const bq = await connect(urlOf(backend, dir));
       closers.push(() => bq.close());
       await bq.createTopic('idle', { partitions: 2 });
       await bq.broker.ensureGroup('idle', 'never');

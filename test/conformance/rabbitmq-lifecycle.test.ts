@@ -157,25 +157,6 @@ if (!reportMissing('RabbitMQ lifecycle', missing, test)) {
       assert.equal(await exists('exchange', names.deadLetterExchange('half')), false);
     });
 
-    test('stats: when a member was last seen, and idle only once none was seen for idleAfterMs', async () => {
-      const bq = await open(factory.url());
-      await bq.createTopic('idle', { partitions: 1 });
-      await bq.broker.ensureGroup('idle', 'never');
-      const group = async (name: string, options?: { idleAfterMs?: number }) => (await bq.stats('idle', options))[0]!.groups.find((g) => g.group === name)!;
-      assert.deepEqual([(await group('never')).lastSeenAt, (await group('never')).idle], [null, true]);
-      const worker = bq.worker('idle', () => undefined, { group: 'w' });
-      await worker.ready;
-      assert.equal((await group('w', { idleAfterMs: 0 })).idle, false, 'a live member');
-      await worker.close();
-      const left = await group('w');
-      assert.equal(left.members, 0);
-      assert.equal(typeof left.lastSeenAt, 'number');
-      assert.equal(left.idle, false, 'seen a moment ago');
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      assert.equal((await group('w', { idleAfterMs: 200 })).idle, true);
-      await assert.rejects(bq.stats('idle', { idleAfterMs: 1.5 }), { code: ErrorCodes.INVALID_OPTION });
-    });
-
     test('another process with the topic cached gets TOPIC_NOT_FOUND and recreates nothing; made again, it publishes', async () => {
       const url = factory.url();
       const names = namespaceOf(url);
