@@ -75,7 +75,8 @@ if (!reportMissing('RabbitMQ lifecycle', missing, test)) {
       await bq.broker.ensureGroup('t', 'abandoned');
       let release: () => void = () => undefined;
       const gate = new Promise<void>((resolve) => (release = resolve));
-      const worker = bq.worker('t', () => gate, { group: 'live', shutdownTimeoutMs: 5_000 });
+      let calls = 0;
+      const worker = bq.worker('t', () => ((calls += 1), gate), { group: 'live', shutdownTimeoutMs: 5_000 });
       await worker.ready;
       await bq.publishBatch('t', [{ key: 'a', id: '1', payload: 1 }, { key: 'b', id: '2', payload: 2 }]);
       // A dead letter and a recorded step of the abandoned group, so its rows are really there to delete.
@@ -99,6 +100,9 @@ if (!reportMissing('RabbitMQ lifecycle', missing, test)) {
       assert.equal(await bq.broker.deleteGroup('t', 'abandoned'), false, 'gone: false');
 
       release();
+      await waitFor('the live group handled both', async () => (await bq.stats('t'))[0]!.groups[0]!.backlog === 0, 10_000);
+      // The refused deletions did not disturb the live worker here (its subscriptions stayed open): no redelivery.
+      assert.equal(calls, 2);
       await worker.close();
       await waitFor('no live member', async () => (await bq.stats('t'))[0]!.groups[0]!.members === 0, 10_000);
       await bq.deleteTopic('t');

@@ -752,8 +752,11 @@ export class RabbitmqBroker implements Broker {
     this.checkOpen();
     checkName('topic', topic);
     checkName('group', group);
-    await this.stopConsuming(topic, group);
-    const deleted = await this.store.deleteGroup(topic, group, (partitions) => this.topology.deleteGroup(topic, group, partitions));
+    // Local subscriptions close only once the store found no live member (a refusal disturbs nothing).
+    const deleted = await this.store.deleteGroup(topic, group, async (partitions) => {
+      await this.stopConsuming(topic, group);
+      await this.topology.deleteGroup(topic, group, partitions);
+    });
     this.forgetGroup(topic, group);
     return deleted;
   }
@@ -762,11 +765,13 @@ export class RabbitmqBroker implements Broker {
   async deleteTopic(topic: string): Promise<boolean> {
     this.checkOpen();
     checkName('topic', topic);
-    await this.stopConsuming(topic);
-    const drain = this.drains.get(topic);
-    this.drains.delete(topic);
-    await drain?.stop();
-    const deleted = await this.store.deleteTopic(topic, (partitions, groups) => this.topology.deleteTopic(topic, groups, partitions));
+    const deleted = await this.store.deleteTopic(topic, async (partitions, groups) => {
+      await this.stopConsuming(topic);
+      const drain = this.drains.get(topic);
+      this.drains.delete(topic);
+      await drain?.stop();
+      await this.topology.deleteTopic(topic, groups, partitions);
+    });
     for (const key of [...this.controlVersions.keys()]) if (key.startsWith(`${topic}\u0000`)) this.controlVersions.delete(key);
     this.forgetGroup(topic);
     this.topics.delete(topic);
