@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { StatsOptions } from './brokers/idle.js';
 import type { BrokerEvents } from './brokers/events.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, checkName, prepareMessage, type PublishInput, type PublishReceipt } from './core/envelope.js';
 import { BotqueueError, ErrorCodes } from './core/errors.js';
@@ -310,9 +311,13 @@ export class Botqueue {
     return this.publish(outboundTopic(platform), outboundInput({ platform, chat: String(chat) }, message, sendOptions, id));
   }
 
-  /** Backlog, in flight, oldest age, dead letters, parked keys and order violations per topic, group and partition. */
-  stats(topic?: string): Promise<TopicStats[]> {
-    return this.open().stats(topic);
+  /**
+   * Backlog, in flight, oldest age, dead letters, parked keys and order violations per topic,
+   * group and partition; per group when a member was last seen, and `idle` when none is live
+   * and none was seen for `idleAfterMs` (default 5 minutes).
+   */
+  stats(topic?: string, options?: StatsOptions): Promise<TopicStats[]> {
+    return this.open().stats(topic, options);
   }
 
   /**

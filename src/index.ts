@@ -22,6 +22,7 @@ export type {
   GroupStats,
   PartitionStats,
 } from './brokers/broker.js';
+export { DEFAULT_IDLE_AFTER_MS, type StatsOptions } from './brokers/idle.js';
 export {
   startSender,
   telegramClient,

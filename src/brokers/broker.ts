@@ -17,6 +17,7 @@
 import type { ErrorInfo } from '../core/errors.js';
 import type { PreparedMessage, PublishReceipt } from '../core/envelope.js';
 import type { BrokerEventEmitter } from './events.js';
+import type { StatsOptions } from './idle.js';
 
 export interface BrokerCapabilities {
   /** The backend assigns `seq` at publish, so the worker can check per-key order. */
@@ -178,6 +179,10 @@ export interface GroupStats {
   orderViolations: number;
   /** RetryLater deferrals settled in this group (not failures: they count toward no attempt). */
   deferrals: number;
+  /** When a member of the group last sent a heartbeat (epoch ms), or null when none ever did. */
+  lastSeenAt: number | null;
+  /** No live member, and none seen for `idleAfterMs` (see idle.ts): nobody consumes its messages. */
+  idle: boolean;
   partitions: PartitionStats[];
 }
 
@@ -236,7 +241,7 @@ export interface Broker {
   /** Deletes matching dead letters; a parked one is skipped (its key goes on without it). */
   purgeDeadLetters(filter: DeadLetterFilter): Promise<number>;
 
-  stats(topic?: string): Promise<TopicStats[]>;
+  stats(topic?: string, options?: StatsOptions): Promise<TopicStats[]>;
 
   /**
    * Unsubscribes a group: its pending messages, leases, members, dead letters and recorded

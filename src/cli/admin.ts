@@ -4,6 +4,7 @@
  * running server's admin API (with BOTQUEUE_ADMIN_TOKEN). A read-only command never creates a
  * store: a missing SQLite file is an error naming the path and where the URL came from.
  */
+import type { StatsOptions } from '../brokers/idle.js';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { DeadLetter, DeadLetterFilter, DeadLetterListOptions, TopicStats } from '../brokers/broker.js';
@@ -13,7 +14,7 @@ import { loadSettings, type CommandContext } from './context.js';
 import { CliError } from './errors.js';
 
 export interface Admin {
-  stats(topic?: string): Promise<TopicStats[]>;
+  stats(topic?: string, options?: StatsOptions): Promise<TopicStats[]>;
   readonly deadLetters: DeadLetters;
   deleteTopic(topic: string): Promise<void>;
   deleteGroup(topic: string, group: string): Promise<void>;
@@ -94,9 +95,12 @@ export class RemoteAdmin implements Admin {
     };
   }
 
-  async stats(topic?: string): Promise<TopicStats[]> {
-    const query = topic === undefined ? '' : `?topic=${encodeURIComponent(topic)}`;
-    return (await this.request<{ topics: TopicStats[] }>('GET', `/v1/stats${query}`)).topics;
+  async stats(topic?: string, options?: StatsOptions): Promise<TopicStats[]> {
+    const query = new URLSearchParams();
+    if (topic !== undefined) query.set('topic', topic);
+    if (options?.idleAfterMs !== undefined) query.set('idleAfterMs', String(options.idleAfterMs));
+    const text = query.toString();
+    return (await this.request<{ topics: TopicStats[] }>('GET', `/v1/stats${text === '' ? '' : `?${text}`}`)).topics;
   }
 
   async deleteTopic(topic: string): Promise<void> {

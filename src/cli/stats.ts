@@ -3,17 +3,20 @@ import type { TopicStats } from '../brokers/broker.js';
 import { withAdmin } from './admin.js';
 import { GLOBAL_FLAGS_HELP, type Command, type CommandContext, type Flags } from './context.js';
 import { CliError } from './errors.js';
+import { IDLE_AFTER_HELP, idleOptions, lastSeen } from './idle-after.js';
 import { formatAge, table, type Column } from './output.js';
 
-const help = `Usage: botqueue stats [topic] [--partitions] [--json]
+const help = `Usage: botqueue stats [topic] [--partitions] [--idle-after D] [--json]
 
 Per topic and consumer group: backlog (pending messages), in flight, age of the oldest
-pending message, dead letters, parked keys, live members (0: the group is idle, nothing
-consumes its messages) and order violations (must be 0). A topic without a group shows
+pending message, dead letters, parked keys, live members (idle: none live and none seen for
+--idle-after, nothing consumes its messages), when a member was last seen, and order
+violations (must be 0). A topic without a group shows
 the messages waiting for one. With --server (or BOTQUEUE_SERVER) it asks a running server.
 
 Flags:
   --partitions   add a row per partition (backlog, in flight, oldest age, owner)
+${IDLE_AFTER_HELP}
   --json         print {"topics": [...]} exactly as the library's stats() returns it (see docs/cli.md)
 
 ${GLOBAL_FLAGS_HELP}`;
@@ -21,13 +24,14 @@ ${GLOBAL_FLAGS_HELP}`;
 export const command: Command = {
   summary: 'backlog, in flight, oldest age, dead letters, parked keys per topic and group',
   help,
-  flags: { partitions: { type: 'boolean' }, json: { type: 'boolean' } },
+  flags: { partitions: { type: 'boolean' }, json: { type: 'boolean' }, 'idle-after': { type: 'string' } },
   run,
 };
 
 async function run(ctx: CommandContext, flags: Flags): Promise<number> {
   const [topic] = flags.expectPositionals(0, 1, '');
-  const stats = await withAdmin(ctx, { readOnly: true }, (admin) => admin.stats(topic));
+  const options = idleOptions(flags);
+  const stats = await withAdmin(ctx, { readOnly: true }, (admin) => admin.stats(topic, options));
   if (topic !== undefined && stats.length === 0) {
     throw new CliError(`topic "${topic}" does not exist`, 'see the topics with botqueue topics list');
   }
@@ -54,6 +58,7 @@ export function statsTable(stats: TopicStats[], partitions: boolean): string[] {
     { title: 'DLQ', align: 'right' },
     { title: 'PARKED KEYS', align: 'right' },
     { title: 'MEMBERS', align: 'right' },
+    { title: 'LAST SEEN', align: 'right' },
     { title: 'ORDER VIOLATIONS', align: 'right' },
   ];
   if (partitions) columns.push({ title: 'OWNER' });
@@ -61,7 +66,7 @@ export function statsTable(stats: TopicStats[], partitions: boolean): string[] {
   for (const t of stats) {
     if (t.groups.length === 0) {
       // No group yet: the retained messages wait for the first one (which receives them all).
-      rows.push([t.topic, '(no group)', `${t.retained} waiting`, '-', '-', '-', '-', '0', '-', ...(partitions ? [''] : [])]);
+      rows.push([t.topic, '(no group)', `${t.retained} waiting`, '-', '-', '-', '-', '0', '-', '-', ...(partitions ? [''] : [])]);
       continue;
     }
     for (const g of t.groups) {
@@ -73,13 +78,14 @@ export function statsTable(stats: TopicStats[], partitions: boolean): string[] {
         formatAge(g.oldestAgeMs),
         String(g.deadLetters),
         String(g.parkedKeys),
-        g.members === 0 ? '0 (idle)' : String(g.members),
+        g.idle ? '0 (idle)' : String(g.members),
+        lastSeen(g.members, g.lastSeenAt),
         String(g.orderViolations),
         ...(partitions ? [''] : []),
       ]);
       if (!partitions) continue;
       for (const p of g.partitions) {
-        rows.push(['', `  partition ${p.partition}`, String(p.backlog), String(p.inFlight), formatAge(p.oldestAgeMs), '', '', '', '', p.owner ?? '-']);
+        rows.push(['', `  partition ${p.partition}`, String(p.backlog), String(p.inFlight), formatAge(p.oldestAgeMs), '', '', '', '', '', p.owner ?? '-']);
       }
     }
   }

@@ -117,7 +117,7 @@ async function refresh() {
     topicRows += '<tr data-topic="' + esc(t.topic) + '"><td>' + esc(t.topic) + (t.groups.length === 0 ? ' <span class="muted">(no group: ' + t.retained + ' waiting)</span>' : '') + '</td><td class="num">' + t.partitions + '</td><td class="num">' + t.retained + '</td><td class="num">' + backlog + '</td><td>' + spark(h) + '</td><td class="num">' + age(lag) + '</td><td class="num">' + (rate === null ? '-' : rate.toFixed(1)) + '</td><td class="num ' + (dlq > 0 ? 'bad' : '') + '">' + dlq + '</td><td class="num ' + (parked > 0 ? 'bad' : '') + '">' + parked + '</td></tr>';
     for (const g of t.groups) {
       const parts = g.partitions.map((p) => p.partition + ':' + p.backlog + '·' + (p.owner ? esc(p.owner.slice(0, 12)) : '-')).join('  ');
-      groupRows += '<tr><td>' + esc(t.topic) + ' / <b>' + esc(g.group) + '</b>' + (g.orderViolations > 0 ? ' <span class="bad">order violations ' + g.orderViolations + '</span>' : '') + '</td><td class="num ' + (g.members === 0 ? 'bad' : 'ok') + '">' + (g.members === 0 ? '0 (idle)' : g.members) + '</td><td class="muted" style="white-space:normal">' + parts + '</td></tr>';
+      groupRows += '<tr><td>' + esc(t.topic) + ' / <b>' + esc(g.group) + '</b>' + (g.orderViolations > 0 ? ' <span class="bad">order violations ' + g.orderViolations + '</span>' : '') + '</td><td class="num ' + (g.idle ? 'bad' : 'ok') + '">' + (g.idle ? '0 (idle)' : g.members) + '</td><td class="muted" style="white-space:normal">' + parts + '</td></tr>';
     }
   }
   $('topics').innerHTML = topicRows;

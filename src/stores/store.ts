@@ -88,6 +88,10 @@ export interface GroupSnapshot extends StoredGroup {
   deadLetters: number;
   /** Distinct keys with a parked message. */
   parkedKeys: number;
+  /** The last heartbeat of a member of the group (epoch ms, store's clock), or null when none ever came. */
+  lastSeenAt: number | null;
+  /** The store's time when the snapshot was read (to age lastSeenAt by the same clock). */
+  now: number;
 }
 
 export interface CoordinationStore {
@@ -130,6 +134,14 @@ export interface CoordinationStore {
   /** The group has its copy of everything: clears the flag and forgets the copied ids. */
   finishBackfill(topic: string, group: string): Promise<void>;
   listGroups(topic: string): Promise<string[]>;
+  /**
+   * Deletes the group's rows in one transaction that locks the group, refuses live members
+   * (BOTQUEUE_GROUP_HAS_MEMBERS) and runs `dropBrokerObjects` before deleting: a crash leaves
+   * the rows, and calling again finishes. False when the topic or group does not exist.
+   */
+  deleteGroup(topic: string, group: string, dropBrokerObjects: (partitions: number) => Promise<void>): Promise<boolean>;
+  /** As deleteGroup, for the topic with all its groups, dedup records and dead letters. */
+  deleteTopic(topic: string, dropBrokerObjects: (partitions: number, groups: string[]) => Promise<void>): Promise<boolean>;
 
   /**
    * Heartbeat, lease renewal, release and acquisition, in one transaction, with exactly the

@@ -1,6 +1,6 @@
 /**
- * Lifecycle and the operator's CLI: groups and topics deleted (library on memory and SQLite,
- * CLI, admin API), a group with live members refused, idle groups and waiting messages shown,
+ * Lifecycle and the operator's CLI: groups and topics deleted (library on memory, SQLite and RabbitMQ,
+ * CLI, admin API), a group with live members refused, idle groups (--idle-after) and waiting messages shown,
  * read-only commands that never create a store, undeclared topics refused when the config
  * declares topics, and the CLI talking to a running server with --server / BOTQUEUE_SERVER.
  */
@@ -14,22 +14,33 @@ import { resolveConfig } from '../../src/service/config.js';
 import { createHttpServer, listen } from '../../src/service/http.js';
 import { createLogger } from '../../src/service/logger.js';
 import { waitFor } from '../service/harness.js';
+import { rabbitmqFactory } from '../conformance/rabbitmq-harness.js';
+import { missingServices, reportMissing } from '../support/services.js';
 import { cleanEnv, workspace } from './helpers.js';
 
 const ws = workspace('lifecycle');
 const TOKEN = 'lifecycle-admin-token-0123456789';
 const closers: Array<() => Promise<unknown>> = [];
+const rabbitmq = rabbitmqFactory('bqcl');
 after(async () => {
   for (const close of closers.reverse()) await close();
+  await rabbitmq.cleanup();
   ws.cleanup();
 });
 
+// The library's lifecycle on every backend; RabbitMQ (with its PostgreSQL store) when reachable.
+const rabbitmqMissing = await missingServices();
+const BACKENDS = ['memory', 'sqlite', ...(rabbitmqMissing === undefined ? (['rabbitmq'] as const) : [])] as const;
+const urlOf = (backend: (typeof BACKENDS)[number], dir: string): string =>
+  backend === 'memory' ? 'memory:' : backend === 'sqlite' ? `sqlite:${join(dir, 'bq.db')}` : rabbitmq.url();
+
 describe('lifecycle', () => {
-  for (const backend of ['memory', 'sqlite'] as const) {
+  reportMissing('lifecycle on RabbitMQ', rabbitmqMissing, test);
+  for (const backend of BACKENDS) {
     test(`${backend}: deleteGroup refuses live members, then frees the group's messages; deleteTopic removes the topic`, async () => {
       const dir = mkdtempSync(join(tmpdir(), 'bq-lifecycle-'));
       closers.push(() => Promise.resolve(rmSync(dir, { recursive: true, force: true })));
-      const bq = await connect(backend === 'memory' ? 'memory:' : `sqlite:${join(dir, 'bq.db')}`);
+      const bq = await connect(urlOf(backend, dir));
       closers.push(() => bq.close());
       await bq.createTopic('t', { partitions: 2 });
       await bq.broker.ensureGroup('t', 'abandoned');
@@ -60,6 +71,79 @@ describe('lifecycle', () => {
       assert.equal((await bq.stats('t'))[0]!.retained, 1, 'the id is new again: dedup records went with the topic');
     });
   }
+
+  for (const backend of BACKENDS) {
+    test(`${backend}: stats flags a group idle when no member was seen for idleAfterMs, and says when one was last seen`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'bq-idle-'));
+      closers.push(() => Promise.resolve(rmSync(dir, { recursive: true, force: true })));
+      const bq = await connect(urlOf(backend, dir));
+      closers.push(() => bq.close());
+      await bq.createTopic('idle', { partitions: 2 });
+      await bq.broker.ensureGroup('idle', 'never');
+      const group = async (name: string, options?: { idleAfterMs?: number }) => (await bq.stats('idle', options))[0]!.groups.find((g) => g.group === name)!;
+      assert.deepEqual([(await group('never')).lastSeenAt, (await group('never')).idle], [null, true], 'never joined: idle at once');
+
+      const before = Date.now();
+      const worker = bq.worker('idle', () => undefined, { group: 'w' });
+      await worker.ready;
+      const live = await group('w', { idleAfterMs: 0 });
+      assert.equal(live.members, 1);
+      assert.equal(live.idle, false, 'a live member is never idle, whatever idleAfterMs');
+      assert.ok(live.lastSeenAt !== null && live.lastSeenAt >= before, `lastSeenAt ${live.lastSeenAt} after ${before}`);
+      await worker.close();
+
+      const left = await group('w');
+      assert.equal(left.members, 0, 'the member left');
+      assert.ok(left.lastSeenAt !== null && left.lastSeenAt >= live.lastSeenAt, 'last seen is kept after the member left');
+      assert.equal(left.idle, false, 'seen a moment ago: not idle with the default 5 minutes');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal((await group('w', { idleAfterMs: 200 })).idle, true, 'not seen for longer than idleAfterMs');
+      assert.equal((await group('w', { idleAfterMs: 60_000 })).idle, false);
+      await assert.rejects(bq.stats('idle', { idleAfterMs: -1 }), { code: ErrorCodes.INVALID_OPTION });
+      await assert.rejects(bq.stats('idle', { idleAfter: 5 } as never), { code: ErrorCodes.INVALID_OPTION });
+    });
+  }
+
+  test('CLI --idle-after and the admin API idleAfterMs', async () => {
+    const bq = await ws.client();
+    try {
+      const worker = bq.worker('seen', () => undefined, { group: 'recent' });
+      await worker.ready;
+      await worker.close();
+    } finally {
+      await bq.close();
+    }
+    const recent = await ws.run(['stats', 'seen']);
+    assert.equal(recent.code, 0, recent.stderr);
+    assert.match(recent.stdout, /LAST SEEN/);
+    assert.match(recent.stdout, /seen\s+recent\s+0\s.*\s0\s+(now|\d+ms ago|\d+s ago)/, recent.stdout);
+    assert.doesNotMatch(recent.stdout, /idle/, 'seen a moment ago: not idle by default');
+    const strict = await ws.run(['groups', 'list', '--idle-after', '0']);
+    assert.equal(strict.code, 0, strict.stderr);
+    assert.match(strict.stdout, /seen\s+recent\s.*0 \(idle\)/, strict.stdout);
+    const json = (await ws.json(['stats', 'seen', '--json', '--idle-after', '1h'])) as { topics: Array<{ groups: Array<{ idle: boolean; lastSeenAt: number }> }> };
+    assert.equal(json.topics[0]!.groups[0]!.idle, false);
+    assert.equal(typeof json.topics[0]!.groups[0]!.lastSeenAt, 'number');
+    const typo = await ws.run(['stats', '--idle-after', 'soon']);
+    assert.equal(typo.code, 1);
+    assert.match(typo.stderr, /--idle-after must be a duration/);
+
+    const server = await ws.client();
+    closers.push(() => server.close());
+    const config = resolveConfig({}, { cwd: ws.dir, env: {}, path: undefined, label: 'config' });
+    const app = createHttpServer({ bq: server, config: { ...config, host: '127.0.0.1' }, logger: createLogger({ level: 'silent', role: 'gateway', destination: { write: () => undefined } }) });
+    closers.push(() => app.close());
+    const idleOf = async (query: string) => {
+      const answer = await app.inject({ method: 'GET', url: `/v1/stats?topic=seen${query}` });
+      assert.equal(answer.statusCode, 200, answer.body);
+      return answer.json<{ topics: Array<{ groups: Array<{ idle: boolean }> }> }>().topics[0]!.groups[0]!.idle;
+    };
+    assert.equal(await idleOf(''), false);
+    assert.equal(await idleOf('&idleAfterMs=0'), true);
+    const bad = await app.inject({ method: 'GET', url: '/v1/stats?idleAfterMs=-5' });
+    assert.equal(bad.statusCode, 400);
+    await server.deleteTopic('seen'); // the workspace's other tests list its topics
+  });
 
   test('read-only commands never create a store: a missing SQLite file names the path and BOTQUEUE_URL', async () => {
     const empty = mkdtempSync(join(tmpdir(), 'bq-nostore-'));

@@ -69,10 +69,10 @@ describe('botqueue stats', () => {
     const groups = topic.groups as Record<string, unknown>[];
     assert.equal(groups.length, 1);
     const group = groups[0]!;
-    assert.deepEqual(Object.keys(group), ['group', 'backlog', 'inFlight', 'oldestAgeMs', 'deadLetters', 'parkedKeys', 'members', 'orderViolations', 'deferrals', 'partitions']);
+    assert.deepEqual(Object.keys(group), ['group', 'backlog', 'inFlight', 'oldestAgeMs', 'deadLetters', 'parkedKeys', 'members', 'orderViolations', 'deferrals', 'lastSeenAt', 'idle', 'partitions']);
     assert.deepEqual(
-      [group.group, group.backlog, group.inFlight, group.deadLetters, group.parkedKeys, group.members, group.orderViolations],
-      ['billing', 3, 0, 0, 0, 0, 0],
+      [group.group, group.backlog, group.inFlight, group.deadLetters, group.parkedKeys, group.members, group.orderViolations, group.lastSeenAt, group.idle],
+      ['billing', 3, 0, 0, 0, 0, 0, null, true],
     );
     assert.ok((group.oldestAgeMs as number) >= 0);
     const partitions = group.partitions as Record<string, unknown>[];
@@ -94,8 +94,8 @@ describe('botqueue stats', () => {
     const result = await ws.run(['stats']);
     assert.equal(result.code, 0, result.stderr);
     const rows = result.stdout.trimEnd().split('\n');
-    assert.match(rows[0]!, /^TOPIC\s+GROUP\s+BACKLOG\s+IN FLIGHT\s+OLDEST\s+DLQ\s+PARKED KEYS\s+MEMBERS\s+ORDER VIOLATIONS$/);
-    assert.match(rows[1]!, /^orders\s+billing\s+3\s+0\s+\S+\s+0\s+0\s+0 \(idle\)\s+0$/);
+    assert.match(rows[0]!, /^TOPIC\s+GROUP\s+BACKLOG\s+IN FLIGHT\s+OLDEST\s+DLQ\s+PARKED KEYS\s+MEMBERS\s+LAST SEEN\s+ORDER VIOLATIONS$/);
+    assert.match(rows[1]!, /^orders\s+billing\s+3\s+0\s+\S+\s+0\s+0\s+0 \(idle\)\s+never\s+0$/);
     assert.match(rows[2]!, /^other\s+\(no group\)/);
     assert.equal(rows.length, 3);
 

@@ -596,8 +596,11 @@ pgTest('groupSnapshots: members, live leases, dead letters and parked keys per g
     leases: [0, 1, 2].map((partition) => ({ partition, owner: null, inFlight: 0, held: { count: 0, oldestPublishedAt: 0 } })),
     deadLetters: 1,
     parkedKeys: 0,
+    lastSeenAt: null,
+    now: upper!.now,
   });
   assert.equal(lower?.members, 2);
+  assert.equal(typeof lower?.lastSeenAt, 'number', 'its members sent heartbeats');
   assert.equal(lower?.deadLetters, 5);
   assert.equal(lower?.parkedKeys, 3, 'key k once, and each keyless parked letter on its own');
   assert.deepEqual(lower?.leases, [

@@ -71,6 +71,7 @@ test('a version-1 file is upgraded to version 4 and keeps its messages', async (
     // Back to what version 1 wrote: no deferrals column, no count tables.
     const db = new Database(path);
     db.exec('ALTER TABLE groups DROP COLUMN deferrals');
+    db.exec('ALTER TABLE groups DROP COLUMN last_seen_at');
     for (const table of ['backlog_counts', 'topic_counts', 'dead_letter_counts']) db.exec(`DROP TABLE ${table}`);
     db.pragma('user_version = 1');
     db.close();
@@ -82,6 +83,7 @@ test('a version-1 file is upgraded to version 4 and keeps its messages', async (
     await again.publish('t', { key: 'k', id: 'after', payload: 2 });
     assert.equal((await again.stats('t'))[0]?.groups[0]?.backlog, 2, 'the code counts from then on');
     assert.equal(stats?.groups[0]?.deferrals, 0);
+    assert.equal(stats?.groups[0]?.lastSeenAt, null, 'version 4 added last_seen_at, empty until a member is seen');
     await again.close();
     assert.deepEqual(readBack(path), { version: 4, triggers: [] });
   });
@@ -92,6 +94,7 @@ test('a version-3 file loses its count triggers, its counts are rebuilt, and not
     await seed(path);
     // Back to what version 3 wrote: the triggers, and (as a proof that the upgrade recounts) a wrong count.
     const db = new Database(path);
+    db.exec('ALTER TABLE groups DROP COLUMN last_seen_at');
     db.exec(VERSION_3_TRIGGERS);
     db.exec('UPDATE backlog_counts SET n = 7; UPDATE topic_counts SET n = 9');
     db.pragma('user_version = 3');

@@ -6,6 +6,7 @@
  * retries and balancing stay in the worker, as for every backend.
  */
 import { BotqueueError, ErrorCodes } from '../../core/errors.js';
+import { isIdle, resolveIdleAfterMs, type StatsOptions } from '../idle.js';
 import { checkName, type PreparedMessage, type PublishReceipt } from '../../core/envelope.js';
 import type {
   Broker,
@@ -604,15 +605,16 @@ export class KafkaBroker implements Broker {
 
   // ---------------------------------------------------------------- stats
 
-  async stats(topic?: string): Promise<TopicStats[]> {
+  async stats(topic?: string, options?: StatsOptions): Promise<TopicStats[]> {
     this.checkOpen();
+    const idleAfterMs = resolveIdleAfterMs(options);
     let infos: TopicInfo[];
     if (topic === undefined) infos = await this.store.listTopics();
     else {
       const info = await this.getTopic(topic);
       infos = info === undefined ? [] : [info];
     }
-    return Promise.all(infos.map((info) => this.topicStats(info)));
+    return Promise.all(infos.map((info) => this.topicStats(info, idleAfterMs)));
   }
 
   /** Start and end offsets of every partition of a Kafka topic. */
@@ -632,7 +634,7 @@ export class KafkaBroker implements Broker {
     return bounds;
   }
 
-  private async topicStats(info: TopicInfo): Promise<TopicStats> {
+  private async topicStats(info: TopicInfo, idleAfterMs: number): Promise<TopicStats> {
     const now = this.now();
     const kafkaTopic = this.names.topic(info.name);
     const [snapshots, bounds] = await Promise.all([this.store.groupSnapshots(info.name), this.logBounds(kafkaTopic, info.partitions)]);
@@ -676,6 +678,9 @@ export class KafkaBroker implements Broker {
           members: snapshot.members,
           orderViolations: snapshot.orderViolations,
           deferrals: snapshot.deferrals,
+          lastSeenAt: snapshot.lastSeenAt,
+          // Aged by the store's clock, which wrote it.
+          idle: isIdle(snapshot.members, snapshot.lastSeenAt, snapshot.now, idleAfterMs),
           partitions,
         };
       }),

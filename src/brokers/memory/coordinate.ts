@@ -12,6 +12,7 @@ export function coordinateGroup(group: GroupState, request: CoordinateRequest, n
   const assignments = group.assignments;
 
   group.members.set(member, leaseUntil);
+  group.lastSeenAt = now;
   for (const [name, expiresAt] of group.members) {
     if (expiresAt <= now) group.members.delete(name);
   }

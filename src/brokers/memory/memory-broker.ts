@@ -6,6 +6,7 @@
  * each call is atomic (as one transaction would be) and callers never see a half-applied
  * write. Results are copies: nothing a caller holds aliases the broker's state.
  */
+import { resolveIdleAfterMs, type StatsOptions } from '../idle.js';
 import { BrokerEventEmitter } from '../events.js';
 import type {
   Broker,
@@ -195,11 +196,12 @@ export class MemoryBroker implements Broker {
     });
   }
 
-  stats(topic?: string): Promise<TopicStats[]> {
+  stats(topic?: string, options?: StatsOptions): Promise<TopicStats[]> {
     return this.run(() => {
+      const idleAfterMs = resolveIdleAfterMs(options);
       const now = this.now();
       const states = topic === undefined ? [...this.topics.values()] : [this.topics.get(topic)].filter((t) => t !== undefined);
-      return states.sort((a, b) => compare(a.info.name, b.info.name)).map((state) => topicStats(state, now));
+      return states.sort((a, b) => compare(a.info.name, b.info.name)).map((state) => topicStats(state, now, idleAfterMs));
     });
   }
 

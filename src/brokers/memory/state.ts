@@ -55,6 +55,8 @@ export interface GroupState {
   /** RetryLater deferrals reported by the group's members. */
   deferrals: number;
   deadLetters: number;
+  /** The last heartbeat of any member (epoch ms), or null: kept when the members leave or expire. */
+  lastSeenAt: number | null;
 }
 
 export interface DedupRecord {
@@ -92,6 +94,7 @@ export function createGroup(topic: TopicState, name: string): GroupState {
     orderViolations: 0,
     deferrals: 0,
     deadLetters: 0,
+    lastSeenAt: null,
   };
   for (const message of topic.messages.values()) addPending(group, message, message.notBefore);
   topic.groups.set(name, group);

@@ -1,15 +1,16 @@
 /** Backlog, ownership and dead-letter figures of one topic, from counters kept as data changes. */
 import type { GroupStats, PartitionStats, TopicStats } from '../broker.js';
+import { isIdle } from '../idle.js';
 import type { GroupState, TopicState } from './state.js';
 
-export function topicStats(topic: TopicState, now: number): TopicStats {
+export function topicStats(topic: TopicState, now: number, idleAfterMs: number): TopicStats {
   const groups = [...topic.groups.values()]
     .sort((a, b) => compare(a.name, b.name))
-    .map((group) => groupStats(group, now));
+    .map((group) => groupStats(group, now, idleAfterMs));
   return { topic: topic.info.name, partitions: topic.info.partitions, retained: topic.messages.size, groups };
 }
 
-function groupStats(group: GroupState, now: number): GroupStats {
+function groupStats(group: GroupState, now: number, idleAfterMs: number): GroupStats {
   const partitions: PartitionStats[] = group.pending.map((pending, partition) => {
     const assignment = group.assignments[partition]!;
     const live = assignment.owner !== null && assignment.leaseUntil > now;
@@ -34,6 +35,8 @@ function groupStats(group: GroupState, now: number): GroupStats {
     members,
     orderViolations: group.orderViolations,
     deferrals: group.deferrals,
+    lastSeenAt: group.lastSeenAt,
+    idle: isIdle(members, group.lastSeenAt, now, idleAfterMs),
     partitions,
   };
 }

@@ -44,7 +44,12 @@ export class DeadLetterDrain {
   private restartSoon(): void {
     if (this.stopped) return;
     setTimeout(() => {
-      this.start().catch((error: unknown) => {
+      this.start().catch(async (error: unknown) => {
+        // The topic was deleted (by this process or another): its queue is gone, nothing to move.
+        if ((await this.store.getTopic(this.topic).catch(() => true)) === undefined) {
+          this.stopped = true;
+          return;
+        }
         this.onError(`move RabbitMQ's dead letters of topic "${this.topic}"`, error);
         this.restartSoon();
       });

@@ -26,6 +26,7 @@ import type {
   TopicStats,
 } from '../broker.js';
 import { checkDeadLetterFilter } from '../dead-letter-filter.js';
+import { isIdle, resolveIdleAfterMs, type StatsOptions } from '../idle.js';
 import { sumPartitions } from '../partition-stats.js';
 import { Watchers } from '../watchers.js';
 import { BrokerEventEmitter } from '../events.js';
@@ -179,6 +180,9 @@ export class RabbitmqBroker implements Broker {
     checkName('topic', topic);
     // The client checked the settings against core/limits.ts; the store checks what it needs.
     const info = await this.store.ensureTopic(topic, settings);
+    // Another creation than the one cached here: the topic was deleted (maybe by another process) and made again.
+    const cached = this.topics.get(topic);
+    if (cached !== undefined && cached.createdAt !== info.createdAt) this.topology.forget(topic);
     await this.topology.declareTopic(topic, info.dedupWindowMs);
     this.topics.set(topic, info);
     return info;
@@ -206,7 +210,9 @@ export class RabbitmqBroker implements Broker {
     checkName('group', group);
     const info = await this.topic(topic);
     await this.topology.declareTopic(topic, info.dedupWindowMs);
-    const { backfillPending } = await this.store.ensureGroup(topic, group);
+    const { created, backfillPending } = await this.store.ensureGroup(topic, group);
+    // A group made again after a deletion (maybe by another process) must be bound again.
+    if (created) this.topology.forget(topic, group);
     if (backfillPending) {
       // The group's queues exist, unbound, until they have their copy of the unclaimed backlog
       // (bound earlier, newer messages would come before older copies); see backfill.ts.
@@ -318,7 +324,7 @@ export class RabbitmqBroker implements Broker {
     } catch (error) {
       // Not released, the reservations go stale and are taken over after STALE_RESERVATION_MS.
       await this.store.releaseIds(topic, reserved).catch((failure: unknown) => this.events.failed(`release ${reserved.length} reserved ids of topic "${topic}"`, failure));
-      throw error;
+      throw await this.checkDeleted(topic, info, error);
     }
     if (reserved.length > 0) await this.store.confirmIds(topic, reserved, info.dedupWindowMs);
     // Seqs grow within the call, so the last one sent per partition is its highest.
@@ -340,6 +346,25 @@ export class RabbitmqBroker implements Broker {
       receipts[index] = { ...first, id: message.id, duplicate: true };
     }
     return receipts;
+  }
+
+  /**
+   * A publish failed: when the topic was deleted meanwhile (its exchange went with it; this
+   * process only had it cached), BOTQUEUE_TOPIC_NOT_FOUND instead of a retriable failure, and
+   * nothing is recreated. When it was deleted and made again, the cache is dropped and the
+   * exchanges declared again, so the caller's retry goes through.
+   */
+  private async checkDeleted(topic: string, info: TopicInfo, error: unknown): Promise<unknown> {
+    const now = await this.store.getTopic(topic).catch(() => info);
+    if (now !== undefined && now.createdAt === info.createdAt) return error;
+    this.topics.delete(topic);
+    this.topology.forget(topic);
+    if (now === undefined) {
+      return new BotqueueError(ErrorCodes.TOPIC_NOT_FOUND, `topic "${topic}" does not exist (it was deleted); create it with ensureTopic first`, { details: { topic }, cause: error });
+    }
+    this.topics.set(topic, now);
+    await this.topology.declareTopic(topic, now.dedupWindowMs).catch(() => undefined);
+    return error;
   }
 
   /**
@@ -663,18 +688,19 @@ export class RabbitmqBroker implements Broker {
 
   // ---------------------------------------------------------------- stats
 
-  async stats(topic?: string): Promise<TopicStats[]> {
+  async stats(topic?: string, options?: StatsOptions): Promise<TopicStats[]> {
     this.checkOpen();
+    const idleAfterMs = resolveIdleAfterMs(options);
     let infos: TopicInfo[];
     if (topic === undefined) infos = await this.store.listTopics();
     else {
       const info = await this.getTopic(topic);
       infos = info === undefined ? [] : [info];
     }
-    return Promise.all(infos.map((info) => this.topicStats(info)));
+    return Promise.all(infos.map((info) => this.topicStats(info, idleAfterMs)));
   }
 
-  private async topicStats(info: TopicInfo): Promise<TopicStats> {
+  private async topicStats(info: TopicInfo, idleAfterMs: number): Promise<TopicStats> {
     const now = this.now();
     const snapshots = await this.store.groupSnapshots(info.name);
     const unclaimed = await this.topology.readyCount(this.names.unclaimedQueue(info.name)).catch(() => 0);
@@ -705,6 +731,9 @@ export class RabbitmqBroker implements Broker {
           members: snapshot.members,
           orderViolations: snapshot.orderViolations,
           deferrals: snapshot.deferrals,
+          lastSeenAt: snapshot.lastSeenAt,
+          // Aged by the store's clock, which wrote it.
+          idle: isIdle(snapshot.members, snapshot.lastSeenAt, snapshot.now, idleAfterMs),
           partitions,
         };
       }),
@@ -715,13 +744,59 @@ export class RabbitmqBroker implements Broker {
 
   // ---------------------------------------------------------------- lifecycle
 
-  /** Not yet on RabbitMQ: the shared store has no deletion of a group's rows (see docs/operations.md). */
-  deleteGroup(topic: string, group: string): Promise<boolean> {
-    return Promise.reject(notSupported(`delete group "${group}" of topic "${topic}"`));
+  /**
+   * Deletes the group: under the store's lock on its row (live members refused), its partition
+   * queues go first, then its rows (see stores/postgres/lifecycle.ts for a crash halfway).
+   */
+  async deleteGroup(topic: string, group: string): Promise<boolean> {
+    this.checkOpen();
+    checkName('topic', topic);
+    checkName('group', group);
+    // Local subscriptions close only once the store found no live member (a refusal disturbs nothing).
+    const deleted = await this.store.deleteGroup(topic, group, async (partitions) => {
+      await this.stopConsuming(topic, group);
+      await this.topology.deleteGroup(topic, group, partitions);
+    });
+    this.forgetGroup(topic, group);
+    return deleted;
   }
 
-  deleteTopic(topic: string): Promise<boolean> {
-    return Promise.reject(notSupported(`delete topic "${topic}"`));
+  /** Deletes the topic: its groups' queues, its unclaimed and dead-letter queues, its exchanges, then its rows. */
+  async deleteTopic(topic: string): Promise<boolean> {
+    this.checkOpen();
+    checkName('topic', topic);
+    const deleted = await this.store.deleteTopic(topic, async (partitions, groups) => {
+      await this.stopConsuming(topic);
+      const drain = this.drains.get(topic);
+      this.drains.delete(topic);
+      await drain?.stop();
+      await this.topology.deleteTopic(topic, groups, partitions);
+    });
+    for (const key of [...this.controlVersions.keys()]) if (key.startsWith(`${topic}\u0000`)) this.controlVersions.delete(key);
+    this.forgetGroup(topic);
+    this.topics.delete(topic);
+    for (const key of [...this.published.keys()]) if (key.startsWith(`${topic}\u0000`)) this.published.delete(key);
+    return deleted;
+  }
+
+  /** Closes this process's subscriptions of the group (or of every group of the topic) before their queues go. */
+  private async stopConsuming(topic: string, group?: string): Promise<void> {
+    const closing: Array<Promise<void>> = [];
+    for (const [queue, sub] of this.subscriptions) {
+      if (sub.topic !== topic || (group !== undefined && sub.group !== group)) continue;
+      this.subscriptions.delete(queue);
+      closing.push(sub.close());
+    }
+    await Promise.all(closing);
+  }
+
+  private forgetGroup(topic: string, group?: string): void {
+    this.topology.forget(topic, group);
+    for (const key of [...this.leases.keys()]) {
+      const [t, g] = key.split('\u0000');
+      if (t === topic && (group === undefined || g === group)) this.leases.delete(key);
+    }
+    if (group !== undefined) this.controlVersions.delete(`${topic}\u0000${group}`);
   }
 
   // ---------------------------------------------------------------- watching and closing
@@ -762,8 +837,4 @@ export class RabbitmqBroker implements Broker {
       await this.topology.deleteTopic(info.name, await this.store.listGroups(info.name), info.partitions);
     }
   }
-}
-
-function notSupported(what: string): BotqueueError {
-  return new BotqueueError(ErrorCodes.NOT_SUPPORTED, `the RabbitMQ backend cannot ${what} yet; delete its queues with rabbitmqctl and its rows in the store by hand, or use the SQLite or memory backend`);
 }

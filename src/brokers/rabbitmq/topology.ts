@@ -109,9 +109,29 @@ export class Topology {
     return this.use(`read queue "${queue}"`, async (channel) => (await channel.checkQueue(queue)).messageCount);
   }
 
-  /** Deletes everything of a namespace's topics (tests, `botqueue` tooling). */
+  /** Deletes the group's partition queues (with what they hold); a queue already gone is no error. */
+  async deleteGroup(topic: string, group: string, partitions: number): Promise<void> {
+    const n = this.names;
+    this.forget(topic, group);
+    await this.use(`delete the queues of group "${group}" on topic "${topic}"`, async (channel) => {
+      for (let p = 0; p < partitions; p++) await channel.deleteQueue(n.partitionQueue(topic, group, p));
+    });
+  }
+
+  /** Forgets what was declared, so the next declaration really declares (after a deletion). */
+  forget(topic: string, group?: string): void {
+    if (group !== undefined) {
+      this.declaredGroups.delete(`${topic}\u0000${group}`);
+      return;
+    }
+    this.declaredTopics.delete(topic);
+    for (const id of this.declaredGroups) if (id.startsWith(`${topic}\u0000`)) this.declaredGroups.delete(id);
+  }
+
+  /** Deletes a topic's queues (its groups' and its own) and exchanges; one already gone is no error. */
   async deleteTopic(topic: string, groups: string[], partitions: number): Promise<void> {
     const n = this.names;
+    this.forget(topic);
     await this.use(`delete topic "${topic}"`, async (channel) => {
       for (const group of groups) for (let p = 0; p < partitions; p++) await channel.deleteQueue(n.partitionQueue(topic, group, p));
       await channel.deleteQueue(n.unclaimedQueue(topic));

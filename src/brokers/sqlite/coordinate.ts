@@ -28,6 +28,7 @@ export class Coordinator {
   private readonly take: Database.Statement<[string, number, number, number, string, number]>;
   private readonly reportInFlight: Database.Statement<[number, number, number, string]>;
   private readonly addCounters: Database.Statement<[number, number, number]>;
+  private readonly markSeen: Database.Statement<[number, number]>;
   private readonly readMembers: Database.Statement<[number, number], string>;
   private readonly readOwned: Database.Statement<[number, string], [number, number]>;
   private readonly readControlVersion: Database.Statement<[number], number>;
@@ -42,6 +43,7 @@ export class Coordinator {
       'INSERT INTO members (gid, member, expires_at) VALUES (?, ?, ?) ON CONFLICT (gid, member) DO UPDATE SET expires_at = excluded.expires_at',
     );
     this.deleteExpiredMembers = db.prepare('DELETE FROM members WHERE gid = ? AND expires_at <= ?');
+    this.markSeen = db.prepare('UPDATE groups SET last_seen_at = ? WHERE gid = ?');
     this.deleteMember = db.prepare('DELETE FROM members WHERE gid = ? AND member = ?');
     this.releaseOne = db.prepare('UPDATE assignments SET owner = NULL, lease_until = 0, in_flight = 0 WHERE gid = ? AND partition = ? AND owner = ?');
     this.releaseAll = db.prepare('UPDATE assignments SET owner = NULL, lease_until = 0, in_flight = 0 WHERE gid = ? AND owner = ?');
@@ -75,6 +77,7 @@ export class Coordinator {
     const until = now + request.leaseMs;
 
     this.upsertMember.run(gid, member, until);
+    this.markSeen.run(now, gid);
     this.deleteExpiredMembers.run(gid, now);
     for (const partition of request.release) this.releaseOne.run(gid, partition, member);
     for (const [partition] of this.readOwned.all(gid, member)) {

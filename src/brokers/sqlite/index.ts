@@ -5,6 +5,7 @@
  * @example
  * const broker = await open('sqlite:./data/botqueue.db');
  */
+import { resolveIdleAfterMs, type StatsOptions } from '../idle.js';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type Database from 'better-sqlite3';
@@ -208,8 +209,8 @@ export class SqliteBroker implements Broker {
     return this.inChunks('purge dead letters', 'purgeDeadLetters', filter, (tx, checked, after) => this.deadLetters.purgeChunk(tx, checked, after));
   }
 
-  stats(topic?: string): Promise<TopicStats[]> {
-    return this.read('read stats', () => this.statistics.stats(topic));
+  stats(topic?: string, options?: StatsOptions): Promise<TopicStats[]> {
+    return this.read('read stats', () => this.statistics.stats(topic, resolveIdleAfterMs(options)));
   }
 
   watch(topic: string, listener: (partition: number) => void): () => void {

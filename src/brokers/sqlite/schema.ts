@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS groups (
   control_version INTEGER NOT NULL DEFAULT 0,
   order_violations INTEGER NOT NULL DEFAULT 0,
   deferrals INTEGER NOT NULL DEFAULT 0,
+  last_seen_at INTEGER,
   UNIQUE (tid, name)
 );
 
@@ -197,6 +198,8 @@ INSERT OR REPLACE INTO dead_letter_counts (topic, grp, n) SELECT topic, grp, cou
 
 /** Version 1 → 2: RetryLater deferrals counted per group. */
 const UPGRADE_FROM_1 = 'ALTER TABLE groups ADD COLUMN deferrals INTEGER NOT NULL DEFAULT 0';
+/** Version 1, 2 or 3 → 4: when a member of the group last sent a heartbeat (stats' idle flag). */
+const UPGRADE_TO_4 = 'ALTER TABLE groups ADD COLUMN last_seen_at INTEGER';
 
 function migrate(db: Database.Database): void {
   const version = db.pragma('user_version', { simple: true }) as number;
@@ -217,6 +220,7 @@ function migrate(db: Database.Database): void {
       return;
     }
     if (current === 1) db.exec(UPGRADE_FROM_1);
+    if (current !== 0 && current < 4) db.exec(UPGRADE_TO_4);
     db.exec(DROP_TRIGGERS);
     db.exec(DDL);
     if (current !== 0) db.exec(COUNT_EXISTING);

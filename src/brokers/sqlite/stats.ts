@@ -1,10 +1,11 @@
 import type Database from 'better-sqlite3';
 import type { GroupStats, PartitionStats, TopicStats } from '../broker.js';
+import { isIdle } from '../idle.js';
 import { sumPartitions } from '../partition-stats.js';
 import type { Catalog, TopicRow } from './catalog.js';
 import type { Clock } from './options.js';
 
-type GroupRow = [gid: number, name: string, orderViolations: number, deferrals: number];
+type GroupRow = [gid: number, name: string, orderViolations: number, deferrals: number, lastSeenAt: number | null];
 type BacklogRow = [partition: number, count: number, oldestSeq: number];
 type AssignmentRow = [partition: number, owner: string | null, leaseUntil: number, inFlight: number];
 
@@ -22,7 +23,7 @@ export class Stats {
   private readonly deadLetters: Database.Statement<[string, string], number>;
   private readonly parkedKeys: Database.Statement<[number], number>;
   private readonly members: Database.Statement<[number, number], number>;
-  private readonly snapshot: (topics: TopicRow[]) => TopicStats[];
+  private readonly snapshot: (topics: TopicRow[], idleAfterMs: number) => TopicStats[];
 
   constructor(
     db: Database.Database,
@@ -30,7 +31,7 @@ export class Stats {
     now: Clock,
   ) {
     this.retained = db.prepare<[number], number>('SELECT coalesce((SELECT n FROM topic_counts WHERE tid = ?), 0)').pluck();
-    this.groups = db.prepare<[number], GroupRow>('SELECT gid, name, order_violations, deferrals FROM groups WHERE tid = ? ORDER BY name').raw();
+    this.groups = db.prepare<[number], GroupRow>('SELECT gid, name, order_violations, deferrals, last_seen_at FROM groups WHERE tid = ? ORDER BY name').raw();
     // The oldest seq of each partition is one index seek (MIN on the primary key's prefix).
     this.backlog = db
       .prepare<[number], BacklogRow>('SELECT c.partition, c.n, (SELECT min(seq) FROM pending p WHERE p.gid = c.gid AND p.partition = c.partition) FROM backlog_counts c WHERE c.gid = ? AND c.n > 0')
@@ -42,25 +43,25 @@ export class Stats {
       .prepare<[number], number>('SELECT count(DISTINCT m.key) FROM pending p JOIN messages m ON m.seq = p.seq WHERE p.gid = ? AND p.parked = 1')
       .pluck();
     this.members = db.prepare<[number, number], number>('SELECT count(*) FROM members WHERE gid = ? AND expires_at > ?').pluck();
-    this.snapshot = db.transaction((topics: TopicRow[]) => topics.map((topic) => this.topicStats(topic, now())));
+    this.snapshot = db.transaction((topics: TopicRow[], idleAfterMs: number) => topics.map((topic) => this.topicStats(topic, now(), idleAfterMs)));
   }
 
-  stats(topicName?: string): TopicStats[] {
+  stats(topicName: string | undefined, idleAfterMs: number): TopicStats[] {
     let topics: TopicRow[];
     if (topicName === undefined) topics = this.catalog.allTopics();
     else {
       const topic = this.catalog.topic(topicName);
       topics = topic === undefined ? [] : [topic];
     }
-    return topics.length === 0 ? [] : this.snapshot(topics);
+    return topics.length === 0 ? [] : this.snapshot(topics, idleAfterMs);
   }
 
-  private topicStats(topic: TopicRow, now: number): TopicStats {
-    const groups = this.groups.all(topic.tid).map(([gid, name, orderViolations, deferrals]) => this.groupStats(topic, gid, name, orderViolations, deferrals, now));
+  private topicStats(topic: TopicRow, now: number, idleAfterMs: number): TopicStats {
+    const groups = this.groups.all(topic.tid).map((row) => this.groupStats(topic, row, now, idleAfterMs));
     return { topic: topic.name, partitions: topic.partitions, retained: this.retained.get(topic.tid)!, groups };
   }
 
-  private groupStats(topic: TopicRow, gid: number, name: string, orderViolations: number, deferrals: number, now: number): GroupStats {
+  private groupStats(topic: TopicRow, [gid, name, orderViolations, deferrals, lastSeenAt]: GroupRow, now: number, idleAfterMs: number): GroupStats {
     const partitions: PartitionStats[] = [];
     for (let p = 0; p < topic.partitions; p++) partitions.push({ partition: p, backlog: 0, inFlight: 0, oldestAgeMs: 0, owner: null });
     for (const [p, count, oldestSeq] of this.backlog.all(gid)) {
@@ -76,14 +77,17 @@ export class Stats {
       stats.owner = owner;
       stats.inFlight = inFlight;
     }
+    const members = this.members.get(gid, now)!;
     return {
       group: name,
       ...sumPartitions(partitions),
       deadLetters: this.deadLetters.get(topic.name, name)!,
       parkedKeys: this.parkedKeys.get(gid)!,
-      members: this.members.get(gid, now)!,
+      members,
       orderViolations,
       deferrals,
+      lastSeenAt,
+      idle: isIdle(members, lastSeenAt, now, idleAfterMs),
       partitions,
     };
   }

@@ -1,7 +1,8 @@
 /**
  * Admin routes, behind the admin token when one is configured (without one the server
  * listens on loopback only):
- * - `GET /v1/stats[?topic=]`: per topic, group and partition (see `Botqueue.stats`).
+ * - `GET /v1/stats[?topic=][&idleAfterMs=]`: per topic, group and partition (see `Botqueue.stats`);
+ *   a group without live members, none seen for idleAfterMs (default 300000), is `idle`.
  * - `GET /v1/dead-letters?topic=&group=&key=&errorContains=&limit=&afterDlqId=`: a page of dead
  *   letters with their payloads; `next` is the `afterDlqId` of the following page (null at the end).
  * - `POST /v1/dead-letters/redrive` and `POST /v1/dead-letters/purge` with a JSON filter
@@ -22,9 +23,10 @@ export function registerAdminRoutes(app: FastifyInstance, options: { bq: Botqueu
   const { bq, auth, webhookRejections } = options;
 
   app.get('/v1/stats', { preHandler: auth }, async (request) => {
-    const query = readQuery(request.query, ['topic']);
+    const query = readQuery(request.query, ['topic', 'idleAfterMs']);
+    const options = query.idleAfterMs === undefined ? undefined : { idleAfterMs: integerParam('idleAfterMs', query.idleAfterMs, 0, 30 * 86_400_000) };
     // `webhooks.rejected`: webhook requests this process refused, by platform and reason.
-    return { topics: await bq.stats(query.topic), webhooks: { rejected: webhookRejections?.snapshot() ?? {} } };
+    return { topics: await bq.stats(query.topic, options), webhooks: { rejected: webhookRejections?.snapshot() ?? {} } };
   });
 
   app.get('/v1/dead-letters', { preHandler: auth }, async (request) => {

@@ -19,6 +19,7 @@ import * as dedup from './dedup.js';
 import * as effects from './effects.js';
 import { toStoreError } from './errors.js';
 import * as leases from './leases.js';
+import * as lifecycle from './lifecycle.js';
 import * as locks from './locks.js';
 import * as states from './message-states.js';
 import { quoteSchema, schemaStatements } from './schema.js';
@@ -157,6 +158,16 @@ export class PostgresStore implements CoordinationStore {
 
   listGroups(topic: string): Promise<string[]> {
     return topics.listGroups(this.ctx, topic);
+  }
+
+  // ---- Lifecycle (lifecycle.ts) --------------------------------------------------------
+
+  deleteGroup(topic: string, group: string, dropBrokerObjects: (partitions: number) => Promise<void>): Promise<boolean> {
+    return lifecycle.deleteGroup(this.ctx, topic, group, dropBrokerObjects);
+  }
+
+  deleteTopic(topic: string, dropBrokerObjects: (partitions: number, groups: string[]) => Promise<void>): Promise<boolean> {
+    return lifecycle.deleteTopic(this.ctx, topic, dropBrokerObjects);
   }
 
   // ---- Coordination (leases.ts) ------------------------------------------------------

@@ -24,6 +24,7 @@ export async function coordinate(ctx: StoreContext, request: CoordinateRequest, 
     const key = [request.topic, request.group, request.member];
     const leaseMs = Math.max(1, Math.round(request.leaseMs));
     const now = await heartbeat(ctx, db, key, leaseMs);
+    await db.query(`UPDATE ${ctx.t.groups} SET last_seen_at = $3 WHERE topic = $1 AND name = $2`, [request.topic, request.group, now]);
     const until = now + leaseMs;
     const heldReports = JSON.stringify(held);
 

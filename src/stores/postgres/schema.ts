@@ -121,6 +121,8 @@ export function schemaStatements(s: string): string[] {
     `ALTER TABLE ${s}.groups ADD COLUMN IF NOT EXISTS backfill_pending BOOLEAN NOT NULL DEFAULT false`,
     // RetryLater deferrals reported by the group's members (stats).
     `ALTER TABLE ${s}.groups ADD COLUMN IF NOT EXISTS deferrals BIGINT NOT NULL DEFAULT 0`,
+    // When a member of the group last sent a heartbeat (stats' idle flag); kept after members leave.
+    `ALTER TABLE ${s}.groups ADD COLUMN IF NOT EXISTS last_seen_at BIGINT`,
     `CREATE TABLE IF NOT EXISTS ${s}.backfill_copied (
        topic TEXT NOT NULL,
        grp TEXT NOT NULL,

@@ -24,8 +24,8 @@ export async function groupSnapshots(ctx: StoreContext, topic: string): Promise<
       const topicRow = head.rows[0];
       if (topicRow === undefined) return [];
       const { partitions, now } = topicRow;
-      const groups = await db.query<{ name: string; control_version: number; order_violations: number; deferrals: number }>(
-        `SELECT name, control_version, order_violations, deferrals FROM ${ctx.t.groups} WHERE topic = $1`,
+      const groups = await db.query<{ name: string; control_version: number; order_violations: number; deferrals: number; last_seen_at: number | null }>(
+        `SELECT name, control_version, order_violations, deferrals, last_seen_at FROM ${ctx.t.groups} WHERE topic = $1`,
         [topic],
       );
       const members = await db.query<{ grp: string; n: number }>(
@@ -60,6 +60,8 @@ export async function groupSnapshots(ctx: StoreContext, topic: string): Promise<
           ),
           deadLetters: letterCounts.get(g.name)?.n ?? 0,
           parkedKeys: letterCounts.get(g.name)?.parked_keys ?? 0,
+          lastSeenAt: g.last_seen_at,
+          now,
         }));
     },
     isolation,
