@@ -15,6 +15,8 @@ import { CliError } from './errors.js';
 
 export interface Admin {
   stats(topic?: string, options?: StatsOptions): Promise<TopicStats[]>;
+  /** Webhook requests the server refused, by platform and reason (only a running server counts them). */
+  webhookRejections?(): Promise<Record<string, Record<string, number>>>;
   readonly deadLetters: DeadLetters;
   deleteTopic(topic: string): Promise<void>;
   deleteGroup(topic: string, group: string): Promise<void>;
@@ -63,6 +65,7 @@ interface ErrorBody {
 /** The admin API of a running server, over HTTP. */
 export class RemoteAdmin implements Admin {
   readonly deadLetters: DeadLetters;
+  private rejected: Record<string, Record<string, number>> | undefined;
   private readonly base: string;
 
   constructor(
@@ -100,7 +103,15 @@ export class RemoteAdmin implements Admin {
     if (topic !== undefined) query.set('topic', topic);
     if (options?.idleAfterMs !== undefined) query.set('idleAfterMs', String(options.idleAfterMs));
     const text = query.toString();
-    return (await this.request<{ topics: TopicStats[] }>('GET', `/v1/stats${text === '' ? '' : `?${text}`}`)).topics;
+    const answer = await this.request<{ topics: TopicStats[]; webhooks?: { rejected?: Record<string, Record<string, number>> } }>('GET', `/v1/stats${text === '' ? '' : `?${text}`}`);
+    this.rejected = answer.webhooks?.rejected ?? {};
+    return answer.topics;
+  }
+
+  /** From the last stats answer (`/v1/stats` carries them), or a stats call of its own. */
+  async webhookRejections(): Promise<Record<string, Record<string, number>>> {
+    if (this.rejected === undefined) await this.stats();
+    return this.rejected ?? {};
   }
 
   async deleteTopic(topic: string): Promise<void> {

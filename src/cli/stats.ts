@@ -12,7 +12,8 @@ Per topic and consumer group: backlog (pending messages), in flight, age of the 
 pending message, dead letters, parked keys, live members (idle: none live and none seen for
 --idle-after, nothing consumes its messages), when a member was last seen, and order
 violations (must be 0). A topic without a group shows
-the messages waiting for one. With --server (or BOTQUEUE_SERVER) it asks a running server.
+the messages waiting for one. With --server (or BOTQUEUE_SERVER) it asks a running server,
+and also shows the webhook requests it refused, by platform and reason.
 
 Flags:
   --partitions   add a row per partition (backlog, in flight, oldest age, owner)
@@ -31,19 +32,27 @@ export const command: Command = {
 async function run(ctx: CommandContext, flags: Flags): Promise<number> {
   const [topic] = flags.expectPositionals(0, 1, '');
   const options = idleOptions(flags);
-  const stats = await withAdmin(ctx, { readOnly: true }, (admin) => admin.stats(topic, options));
+  const { stats, rejected } = await withAdmin(ctx, { readOnly: true }, async (admin) => ({
+    stats: await admin.stats(topic, options),
+    rejected: admin.webhookRejections === undefined ? undefined : await admin.webhookRejections(),
+  }));
   if (topic !== undefined && stats.length === 0) {
     throw new CliError(`topic "${topic}" does not exist`, 'see the topics with botqueue topics list');
   }
   if (flags.boolean('json')) {
-    ctx.out.json({ topics: stats });
+    ctx.out.json(rejected === undefined ? { topics: stats } : { topics: stats, webhooks: { rejected } });
     return 0;
   }
   if (stats.length === 0) {
     ctx.out.line('no topics yet: publish a message (botqueue publish <topic>) or create one (botqueue topics create <name>)');
-    return 0;
+  } else {
+    for (const line of statsTable(stats, flags.boolean('partitions'))) ctx.out.line(line);
   }
-  for (const line of statsTable(stats, flags.boolean('partitions'))) ctx.out.line(line);
+  // Refused webhook requests (a running server counts them): `telegram: bad_signature 3, ...`.
+  if (rejected !== undefined) {
+    const platforms = Object.entries(rejected);
+    ctx.out.line(platforms.length === 0 ? 'webhooks refused: none' : `webhooks refused: ${platforms.map(([platform, reasons]) => `${platform} ${Object.entries(reasons).map(([reason, n]) => `${reason} ${n}`).join(', ')}`).join('; ')}`);
+  }
   return 0;
 }
 

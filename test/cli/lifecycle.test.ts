@@ -187,7 +187,7 @@ describe('lifecycle', () => {
   test('--server: stats, dlq, groups and topics through a running server, from a directory without the store', async () => {
     const bq = await ws.client();
     closers.push(() => bq.close());
-    const config = resolveConfig({}, { cwd: ws.dir, env: { BOTQUEUE_ADMIN_TOKEN: TOKEN }, path: undefined, label: 'config' });
+    const config = resolveConfig({}, { cwd: ws.dir, env: { BOTQUEUE_ADMIN_TOKEN: TOKEN, TELEGRAM_SECRET_TOKEN: 'tg-secret_0123456789' }, path: undefined, label: 'config' });
     const app = createHttpServer({ bq, config: { ...config, host: '127.0.0.1' }, logger: createLogger({ level: 'silent', role: 'gateway', destination: { write: () => undefined } }) });
     closers.push(() => app.close());
     const { url } = await listen(app, '127.0.0.1', 0);
@@ -211,6 +211,15 @@ describe('lifecycle', () => {
     assert.equal(stats.code, 0, stats.stderr);
     const topics = (JSON.parse(stats.stdout) as { topics: Array<{ topic: string; groups: Array<{ group: string; deadLetters: number }> }> }).topics;
     assert.equal(topics.find((t) => t.topic === 'remote')?.groups[0]?.deadLetters, 1);
+    // Webhook requests the server refused show in stats (counted by the server, by platform and reason).
+    for (let i = 0; i < 2; i++) {
+      const refused = await fetch(`${url}/webhooks/telegram`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': 'wrong-token' }, body: '{"update_id":1}' });
+      assert.equal(refused.status, 401);
+    }
+    const table = await run(['stats']);
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(table.stdout, /webhooks refused: telegram bad_signature 2/);
+    assert.deepEqual((JSON.parse((await run(['stats', '--json'])).stdout) as { webhooks: unknown }).webhooks, { rejected: { telegram: { bad_signature: 2 } } });
     const dlq = await run(['dlq', 'list']);
     assert.equal(dlq.code, 0, dlq.stderr);
     assert.match(dlq.stdout, /remote failure/);
