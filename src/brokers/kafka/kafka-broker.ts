@@ -31,6 +31,7 @@ import { sumPartitions } from '../partition-stats.js';
 import { Watchers } from '../watchers.js';
 import { BrokerEventEmitter } from '../events.js';
 import type { CoordinationStore, DedupEntry, HeldReport, NewDeadLetter } from '../../stores/store.js';
+import { inDeadLetterChunks } from '../../stores/dead-letter-chunks.js';
 import { decodeSettled, generatedId, toRecord, type OutgoingRecord } from './codec.js';
 import type { RawCluster } from './kafkajs-parts.js';
 import type { ResolvedKafkaOptions } from './options.js';
@@ -43,7 +44,6 @@ const STALE_RESERVATION_MS = 30_000;
 const CATCH_UP_MS = 250;
 /** The same wait when the reader already has messages to hand out. */
 const CATCH_UP_BUSY_MS = 20;
-const DLQ_CHUNK = 500;
 /** How long ensureTopic waits for a topic it created to show in the metadata with its leaders. */
 const TOPIC_READY_MS = 10_000;
 
@@ -561,7 +561,7 @@ export class KafkaBroker implements Broker {
   async redriveDeadLetters(filter: DeadLetterFilter): Promise<number> {
     this.checkOpen();
     checkDeadLetterFilter('redriveDeadLetters', filter, false);
-    return this.inChunks(filter, async (ids) => {
+    return inDeadLetterChunks(this.store, filter, async (ids) => {
       const letters = await this.store.listDeadLetters({ dlqIds: ids, limit: ids.length });
       // Not parked: appended to its partition again, for its group only (the others skip it).
       const byTopic = new Map<string, OutgoingRecord[]>();
@@ -588,20 +588,9 @@ export class KafkaBroker implements Broker {
   async purgeDeadLetters(filter: DeadLetterFilter): Promise<number> {
     this.checkOpen();
     checkDeadLetterFilter('purgeDeadLetters', filter, false);
-    return this.inChunks(filter, async (ids) => (await this.store.removeDeadLetters(ids, 'purge')).length);
+    return inDeadLetterChunks(this.store, filter, async (ids) => (await this.store.removeDeadLetters(ids, 'purge')).length);
   }
 
-  private async inChunks(filter: DeadLetterFilter, work: (ids: number[]) => Promise<number>): Promise<number> {
-    let done = 0;
-    let after = 0;
-    for (;;) {
-      const ids = await this.store.matchDeadLetterIds(filter, after, DLQ_CHUNK);
-      if (ids.length === 0) return done;
-      after = ids.at(-1)!;
-      done += await work(ids);
-      if (ids.length < DLQ_CHUNK) return done;
-    }
-  }
 
   // ---------------------------------------------------------------- stats
 

@@ -39,6 +39,7 @@ import type { ResolvedRabbitmqOptions } from './options.js';
 import { ConfirmPublisher, type Outgoing } from './publisher.js';
 import { SeqClock } from './seq-clock.js';
 import type { CoordinationStore, DedupEntry, HeldReport, NewDeadLetter } from '../../stores/store.js';
+import { inDeadLetterChunks } from '../../stores/dead-letter-chunks.js';
 import { PartitionSubscription } from './subscription.js';
 import { Topology } from './topology.js';
 
@@ -50,7 +51,6 @@ const CATCH_UP_MS = 250;
 const ROUTING_KEYS: readonly string[] = Array.from({ length: 1_024 }, (_, partition) => String(partition));
 /** Fences handed to the worker: the store's fence times this, plus channel losses. */
 const LOSS_BASE = 1_000_000;
-const DLQ_CHUNK = 500;
 /**
  * How often what this process holds unacked per owned partition is written to the store, when
  * it changed. RabbitMQ reports only a quorum queue's ready messages over AMQP, so a backlog is
@@ -652,7 +652,7 @@ export class RabbitmqBroker implements Broker {
   async redriveDeadLetters(filter: DeadLetterFilter): Promise<number> {
     this.checkOpen();
     checkDeadLetterFilter('redriveDeadLetters', filter, false);
-    return this.inChunks(filter, async (ids) => {
+    return inDeadLetterChunks(this.store, filter, async (ids) => {
       const letters = await this.store.listDeadLetters({ dlqIds: ids, limit: ids.length });
       // Not parked: published again to its group's queue only (at the end of its key), then removed.
       const outgoing: Outgoing[] = [];
@@ -670,21 +670,9 @@ export class RabbitmqBroker implements Broker {
   async purgeDeadLetters(filter: DeadLetterFilter): Promise<number> {
     this.checkOpen();
     checkDeadLetterFilter('purgeDeadLetters', filter, false);
-    return this.inChunks(filter, async (ids) => (await this.store.removeDeadLetters(ids, 'purge')).length);
+    return inDeadLetterChunks(this.store, filter, async (ids) => (await this.store.removeDeadLetters(ids, 'purge')).length);
   }
 
-  /** Runs `work` over the matching dead letters' ids, DLQ_CHUNK at a time; sums what it returns. */
-  private async inChunks(filter: DeadLetterFilter, work: (ids: number[]) => Promise<number>): Promise<number> {
-    let done = 0;
-    let after = 0;
-    for (;;) {
-      const ids = await this.store.matchDeadLetterIds(filter, after, DLQ_CHUNK);
-      if (ids.length === 0) return done;
-      after = ids.at(-1)!;
-      done += await work(ids);
-      if (ids.length < DLQ_CHUNK) return done;
-    }
-  }
 
   // ---------------------------------------------------------------- stats
 
