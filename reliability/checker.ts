@@ -45,6 +45,12 @@ export interface CheckInput {
   backlogAtEnd: number;
   /** Processes SIGKILLed or cut off during the run: a duplicate effect right after one is in ctx.once's crash window. */
   killedPids?: ReadonlySet<number>;
+  /**
+   * Processes SIGSTOPped past their lease. ctx.once does not start a step once the lease may have
+   * passed, but a pause that lands inside the step lets it finish after the new owner ran it: a
+   * repeat by one of these is in that window too.
+   */
+  pausedPids?: ReadonlySet<number>;
   /** The poison messages' expected number of tries. */
   maxAttempts?: number;
 }
@@ -60,7 +66,7 @@ export interface CheckResult {
   unexpectedIds: string[];
   /** An effect executed again after it completed, outside ctx.once's crash window. */
   duplicateEffects: number;
-  /** Duplicates whose first execution was by a process that was then killed (the documented window). */
+  /** Duplicates whose first execution was by a process that was then killed, or whose repeat was by one paused inside the step (the documented window). */
   crashWindowDuplicates: number;
   /** Handler invocations beyond the first per id. */
   redeliveries: number;
@@ -98,7 +104,7 @@ export function check(input: CheckInput): CheckResult {
   for (const effect of input.effects) {
     const first = firstEffect.get(effect.id);
     if (first === undefined) firstEffect.set(effect.id, effect);
-    else if (input.killedPids?.has(first.pid) === true) crashWindowDuplicates++;
+    else if (input.killedPids?.has(first.pid) === true || input.pausedPids?.has(effect.pid) === true) crashWindowDuplicates++;
     else duplicateEffects++;
   }
 

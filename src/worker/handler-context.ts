@@ -25,8 +25,10 @@ export interface HandlerContext {
   /**
    * Runs `fn` once per message id and step name, even when the message is delivered again: a
    * step that completed is recorded (with its JSON result) and skipped on redelivery, returning
-   * the recorded result. Only a crash between the step's end and its record repeats it, so calls
-   * to outside systems are at-least-once in that short window.
+   * the recorded result. Only a crash between the step's end and its record repeats it (or a
+   * process paused past its lease while inside the step), so calls to outside systems are
+   * at-least-once in that short window. A step is not started once the lease may have passed to
+   * another member (BOTQUEUE_LEASE_LOST): the message is handed out again.
    *
    * @example
    * await ctx.once('reply', () => api.sendMessage(chatId, text));
@@ -76,6 +78,8 @@ export class MessageContext implements HandlerContext {
     private readonly shutdownSignal: AbortSignal,
     private readonly headers: Record<string, string> = {},
     private readonly publisher?: Publisher,
+    /** Until when (performance.now()) the lease is surely held; see PartitionRun.leaseValidUntil. */
+    private readonly leaseValidUntil: () => number = () => Infinity,
   ) {}
 
   get signal(): AbortSignal {
@@ -87,6 +91,11 @@ export class MessageContext implements HandlerContext {
     if (typeof name !== 'string' || name.length === 0) throw new BotqueueError(ErrorCodes.INVALID_OPTION, 'ctx.once needs a non-empty step name');
     const recorded = await this.broker.getEffect(this.topic, this.group, this.messageId, name);
     if (recorded !== undefined) return (recorded === null ? undefined : JSON.parse(recorded)) as R;
+    // Checked right before the step, after the journal read: a member paused past its lease
+    // (GC, SIGSTOP, a starved CPU) must not run a step the partition's new owner may have run.
+    if (this.leaseSignal.aborted || performance.now() > this.leaseValidUntil()) {
+      throw new BotqueueError(ErrorCodes.LEASE_LOST, `lease on the message's partition of ${this.topic} may have passed to another member; step "${name}" not started`);
+    }
     const result = await fn();
     const json = result === undefined ? null : (JSON.stringify(result) ?? null);
     await this.broker.putEffect(this.topic, this.group, this.messageId, name, json);

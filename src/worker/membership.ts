@@ -164,6 +164,8 @@ export class Membership {
     const joining = this.members.length === 0;
     const acquire = joining ? [] : [...desired].filter((p) => !runs.has(p));
     let result;
+    // The store counts the lease from when it handles the call, which is after this moment.
+    const validUntil = performance.now() + this.options.leaseMs;
     try {
       result = await this.broker.coordinate({ topic: this.topic, group: this.group, member: this.member, leaseMs: this.options.leaseMs, acquire, release });
     } catch (error) {
@@ -182,9 +184,10 @@ export class Membership {
     for (const run of [...runs.values()]) {
       const fence = result.owned.get(run.partition);
       if (fence !== run.lease.fence) this.lose(run);
+      else run.leaseValidUntil = validUntil;
     }
     for (const [partition, fence] of result.owned) {
-      if (!runs.has(partition)) this.adopt(partition, fence);
+      if (!runs.has(partition)) this.adopt(partition, fence, validUntil);
     }
     const membersChanged = result.members.join('\n') !== this.members.join('\n');
     this.members = result.members;
@@ -202,8 +205,8 @@ export class Membership {
     await this.report(inFlight);
   }
 
-  private adopt(partition: number, fence: number): void {
-    this.reader.add(partition, this.member, fence);
+  private adopt(partition: number, fence: number, leaseValidUntil: number): void {
+    this.reader.add(partition, this.member, fence, leaseValidUntil);
     this.instrumentation.emitIfListened('assigned', () => ({ topic: this.topic, group: this.group, partition, fence }));
   }
 

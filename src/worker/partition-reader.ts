@@ -34,6 +34,12 @@ export interface PartitionRun {
   inFlight: number;
   order: OrderCheck;
   abort: AbortController;
+  /**
+   * Until when (performance.now()) the lease is surely ours: the send time of the coordinate call
+   * that granted or renewed it, plus leaseMs. Past it another member may own the partition even
+   * though no heartbeat has said so yet (a process paused by GC, SIGSTOP or a starved CPU).
+   */
+  leaseValidUntil: number;
 }
 
 /** A message in memory, from its fetch until it leaves this worker's hands. */
@@ -86,7 +92,7 @@ export class PartitionReader {
   }
 
   /** Starts reading a partition this worker now owns under `fence`. */
-  add(partition: number, member: string, fence: number): PartitionRun {
+  add(partition: number, member: string, fence: number, leaseValidUntil: number): PartitionRun {
     const run: PartitionRun = {
       partition,
       lease: { topic: this.topic, group: this.group, partition, member, fence },
@@ -105,6 +111,7 @@ export class PartitionReader {
       inFlight: 0,
       order: new OrderCheck(),
       abort: new AbortController(),
+      leaseValidUntil,
     };
     this.partitionRuns.set(partition, run);
     return run;

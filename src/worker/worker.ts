@@ -153,7 +153,7 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
         attempt,
         notBefore: delivery.notBefore,
       };
-      const ctx = new MessageContext(this.broker, this.topic, this.group, delivery.id, attempt, run.abort.signal, this.shutdownAbort.signal, delivery.headers, this.hooks.publish);
+      const ctx = new MessageContext(this.broker, this.topic, this.group, delivery.id, attempt, run.abort.signal, this.shutdownAbort.signal, delivery.headers, this.hooks.publish, () => run.leaseValidUntil);
       result = this.handler(envelope, ctx);
     } catch (error) {
       return this.handled(item, schedulerKey, releaseSlot, true, error);

@@ -152,6 +152,51 @@ export function describeConformance(factory: BackendFactory): void {
         await zombie.close();
         assert.deepEqual(handledBy, ['zombie', 'healthy']);
       });
+
+      test('a worker paused past its lease does not start a ctx.once step the new owner may run', async () => {
+        const bq = await open();
+        await bq.createTopic('t2', { partitions: 1 });
+        await bq.publish('t2', { key: 'a', id: 'step', payload: null });
+        const frozen = pausable(bq.broker);
+        const { Worker } = await import('../../src/worker/worker.js');
+        const zombieAt = deferred();
+        const zombieGo = deferred();
+        const healthyAt = deferred();
+        const healthyGo = deferred();
+        const effects: string[] = [];
+        const zombieErrors: unknown[] = [];
+        const zombie = new Worker(frozen.broker, 't2', async (_m, ctx) => {
+          zombieAt.resolve();
+          await zombieGo.promise;
+          try {
+            await ctx.once('effect', () => void effects.push('zombie'));
+          } catch (error) {
+            zombieErrors.push(error);
+            throw error;
+          }
+        }, { group: 'g', ...FAST, leaseMs: 300 });
+        await zombieAt.promise;
+        frozen.pause(); // like SIGSTOP: no heartbeat reaches the broker
+        const healthy = bq.worker('t2', async (_m, ctx) => {
+          healthyAt.resolve();
+          await healthyGo.promise; // the new owner has not run the step yet when the zombie wakes
+          await ctx.once('effect', () => void effects.push('healthy'));
+        }, { group: 'g', ...FAST, leaseMs: 300 });
+        try {
+          await healthyAt.promise;
+          zombieGo.resolve();
+          frozen.resume();
+          await waitFor('the zombie gave up its step', () => zombieErrors.length > 0 || effects.includes('zombie'), 5_000);
+          healthyGo.resolve();
+          await waitFor('settled once', async () => (await backlog(bq, 't2', 'g')) === 0);
+        } finally {
+          healthyGo.resolve();
+          await healthy.close();
+          await zombie.close();
+        }
+        assert.equal((zombieErrors[0] as { code?: string }).code, 'BOTQUEUE_LEASE_LOST');
+        assert.deepEqual(effects, ['healthy'], 'the step ran once, on the partition\'s new owner');
+      });
     });
 
     describe('3. per-key FIFO', () => {

@@ -45,12 +45,17 @@ describe('reliability checker', () => {
     assert.deepEqual(result.unexpectedIds.sort(), ['ghost', 'm2']);
   });
 
-  test('a second execution is a duplicate effect, unless the first one ran in a process killed after it', () => {
+  test('a second execution is a duplicate effect, unless the first one ran in a process killed after it or the second in one paused past its lease', () => {
     const input = clean(4);
     const again = check({ ...input, effects: [...input.effects, { id: 'm0', pid: 2, at: 9_999 }] });
     assert.deepEqual([again.duplicateEffects, again.crashWindowDuplicates], [1, 0]);
     const windowed = check({ ...input, effects: [...input.effects, { id: 'm0', pid: 2, at: 9_999 }], killedPids: new Set([1]) });
     assert.deepEqual([windowed.duplicateEffects, windowed.crashWindowDuplicates], [0, 1]);
+    // A repeat by a process paused past its lease (inside the step) is in the window; one by another process is not.
+    const pausedRepeat = check({ ...input, effects: [...input.effects, { id: 'm0', pid: 7, at: 9_999 }], pausedPids: new Set([7]) });
+    assert.deepEqual([pausedRepeat.duplicateEffects, pausedRepeat.crashWindowDuplicates], [0, 1]);
+    const otherRepeat = check({ ...input, effects: [...input.effects, { id: 'm0', pid: 2, at: 9_999 }], pausedPids: new Set([7]) });
+    assert.deepEqual([otherRepeat.duplicateEffects, otherRepeat.crashWindowDuplicates], [1, 0]);
   });
 
   test('redeliveries are counted; a key whose later message first runs before an earlier one is an order violation', () => {
