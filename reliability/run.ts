@@ -120,7 +120,7 @@ export async function runScenario(s: Scenario, seed: number): Promise<ScenarioRe
   const topic = 'rel';
   const workers: WorkerProc[] = [];
   const killed = new Set<number>();
-  const paused = new Set<number>();
+  const pausedPids = new Set<number>();
   let bq: Botqueue | undefined;
   try {
     bq = await connect(url);
@@ -192,7 +192,7 @@ export async function runScenario(s: Scenario, seed: number): Promise<ScenarioRe
           paused = true;
           pausedWorker = victim;
           killed.add(victim.proc.pid!);
-          paused.add(victim.proc.pid!);
+          pausedPids.add(victim.proc.pid!);
           victim.proc.kill('SIGSTOP');
           await sleep(s.leaseMs * 2.5);
           victim.proc.kill('SIGCONT');
@@ -229,7 +229,7 @@ export async function runScenario(s: Scenario, seed: number): Promise<ScenarioRe
     for (const w of workers) w.proc.kill('SIGTERM');
     await Promise.race([Promise.all(workers.map((w) => w.exited)), sleep(15_000)]);
     const store = new EffectStore(effectsFile);
-    const result = check({ ledger, attempts: store.readAttempts(), effects: store.readEffects(), deadLetters, backlogAtEnd: Math.max(0, backlog), killedPids: killed, pausedPids: paused, maxAttempts: s.maxAttempts });
+    const result = check({ ledger, attempts: store.readAttempts(), effects: store.readEffects(), deadLetters, backlogAtEnd: Math.max(0, backlog), killedPids: killed, pausedPids, maxAttempts: s.maxAttempts });
     store.close();
     const acked = ledger.filter((e) => e.outcome === 'ok').length;
     return {
