@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { StatsOptions } from './brokers/idle.js';
 import type { BrokerEvents } from './brokers/events.js';
-import { DEFAULT_MAX_MESSAGE_BYTES, checkName, prepareMessage, type PublishInput, type PublishReceipt } from './core/envelope.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, checkName, prepareMessage, type PreparedMessage, type PublishInput, type PublishReceipt } from './core/envelope.js';
 import { BotqueueError, ErrorCodes } from './core/errors.js';
 import { CONNECT_OPTIONS_SPEC, DEFAULT_DEDUP_WINDOW_MS, DEFAULT_PARTITIONS, TOPIC_SETTINGS_SPEC } from './core/limits.js';
 import { validateOptions } from './core/options.js';
@@ -252,11 +252,7 @@ export class Botqueue {
 
   /** Stores several messages in one atomic, durable write. Nothing is stored if any is invalid. */
   async publishBatch<P>(topic: string, messages: readonly PublishInput<P>[]): Promise<PublishReceipt[]> {
-    if (!Array.isArray(messages)) throw new BotqueueError(ErrorCodes.INVALID_MESSAGE, 'publishBatch needs an array of messages');
-    const info = await this.topic(topic);
-    const now = Date.now();
-    const single = messages.length === 1;
-    const prepared = messages.map((m, i) => prepareMessage(m, info.partitions, this.options.maxMessageBytes, now, single ? undefined : i));
+    const prepared = await this.prepare(topic, messages);
     if (prepared.length === 0) return [];
     if (this.events.listenerCount('published') === 0 && this.events.listenerCount('publish-failed') === 0) return this.open().publish(topic, prepared);
     const started = performance.now();
@@ -270,6 +266,15 @@ export class Botqueue {
       this.events.emit('publish-failed', { topic, messages: prepared.length, error: error instanceof Error ? error : new Error(String(error)) });
       throw error;
     }
+  }
+
+  /** Validates messages for `topic` (created on first use) and gives each its partition, id and encoded payload. */
+  private async prepare(topic: string, messages: readonly PublishInput[]): Promise<PreparedMessage[]> {
+    if (!Array.isArray(messages)) throw new BotqueueError(ErrorCodes.INVALID_MESSAGE, 'publishBatch needs an array of messages');
+    const info = await this.topic(topic);
+    const now = Date.now();
+    const single = messages.length === 1;
+    return messages.map((m, i) => prepareMessage(m, info.partitions, this.options.maxMessageBytes, now, single ? undefined : i));
   }
 
   /**
@@ -289,6 +294,7 @@ export class Botqueue {
       resolveTopic: () => this.topic(topic),
       onClose: () => this.workers.delete(worker),
       publish: (target, messages) => this.publishBatch(target, messages),
+      prepare: (target, messages) => this.prepare(target, messages),
     });
     this.workers.add(worker);
     return worker;

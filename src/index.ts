@@ -4,7 +4,7 @@
  */
 export { connect, Botqueue, DEFAULT_URL, type ConnectOptions, type TopicOptions, type DeadLetters, type ClientEvents } from './client.js';
 export type { BrokerEvents } from './brokers/events.js';
-export { Worker, type Handler, type HandlerContext, type CloseResult, type WorkerHooks } from './worker/worker.js';
+export { Worker, type Handler, type HandlerContext, type HandlerPublishReceipt, type CloseResult, type WorkerHooks } from './worker/worker.js';
 export type { WorkerOptions, FailurePolicy } from './worker/options.js';
 export type { WorkerEvents } from './worker/events.js';
 export { BotqueueError, PermanentError, ErrorCodes, isBotqueueError, type ErrorCode, type ErrorInfo } from './core/errors.js';

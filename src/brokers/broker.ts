@@ -26,6 +26,18 @@ export interface BrokerCapabilities {
   readonly multiProcess: boolean;
   /** Published messages survive a kill -9 of every botqueue process. */
   readonly durable: boolean;
+  /**
+   * An ack may carry messages to publish (`StagedPublish`), stored in the same transaction as
+   * the ack: both or neither. Handlers' ctx.publish and ctx.reply are then staged until the
+   * handler succeeds. Without it they are published at once, deduplicated by their derived ids.
+   */
+  readonly publishWithAck?: boolean;
+}
+
+/** Messages a handler published, stored with its message's ack (see `publishWithAck`). */
+export interface StagedPublish {
+  topic: string;
+  messages: PreparedMessage[];
 }
 
 export interface TopicSettings {
@@ -109,7 +121,7 @@ export interface Delivery {
 
 export type Settlement =
   /** Handled: the message is done for this group. */
-  | { kind: 'ack'; lease: Lease; seq: number }
+  | { kind: 'ack'; lease: Lease; seq: number; publish?: StagedPublish[] }
   /** Failed, will be tried again: persist the attempt count and when. */
   | { kind: 'retry'; lease: Lease; seq: number; attempts: number; notBefore: number; error: ErrorInfo; failedAt: number }
   /**

@@ -1,10 +1,28 @@
 import { BotqueueError, ErrorCodes } from '../core/errors.js';
-import type { PublishInput, PublishReceipt } from '../core/envelope.js';
-import type { Broker } from '../brokers/broker.js';
+import type { PreparedMessage, PublishInput, PublishReceipt } from '../core/envelope.js';
+import type { Broker, StagedPublish } from '../brokers/broker.js';
 import { derivedId, outboundInput, outboundTopic, replyAddress, type ReplyMessage, type SendOptions } from '../outbound/address.js';
 
 /** Stores messages for ctx.publish and ctx.reply (the client's publishBatch). */
 export type Publisher = (topic: string, messages: PublishInput[]) => Promise<PublishReceipt[]>;
+/** Validates messages for a topic (created on first use) without storing them: for staged publishes. */
+export type Preparer = (topic: string, messages: PublishInput[]) => Promise<PreparedMessage[]>;
+
+/**
+ * What ctx.publish and ctx.reply answer. `stored: 'now'`: stored before the call returned (seq
+ * and duplicate known). `stored: 'with-ack'` (SQLite, memory): stored in the same transaction as
+ * the handled message's ack when the handler succeeds, and not at all when it fails.
+ */
+export interface HandlerPublishReceipt {
+  id: string;
+  topic: string;
+  partition: number;
+  stored: 'now' | 'with-ack';
+  /** Known when stored now. */
+  seq?: number;
+  /** Known when stored now: the derived id was already stored (a redelivered handler). */
+  duplicate?: boolean;
+}
 
 /** Names the step a handler's publish belongs to; by default the call's rank in this attempt (`publish:1`, `reply:2`). */
 export interface StepOption {
@@ -37,14 +55,16 @@ export interface HandlerContext {
   /**
    * Publishes a message from the handler with an id derived from the handled message (topic,
    * group, id) and a step name, so a redelivered handler publishes the same id and the broker
-   * drops the repeat (deduplication by id, within the target topic's dedup window). The step is
+   * drops the repeat (deduplication by id, within the target topic's dedup window). Where the
+   * backend can (SQLite, memory), the message is stored in the same transaction as this
+   * message's ack, only if the handler succeeds (`stored: 'with-ack'`); elsewhere at once. The step is
    * `options.step`, else `input.id`, else the call's rank in this attempt (`publish:1`,
    * `publish:2`…), which is stable as long as the handler publishes in the same order.
    *
    * @example
    * await ctx.publish('billing', { key: msg.key!, payload: { charge: 5 } });
    */
-  publish<P>(topic: string, input: PublishInput<P>, options?: StepOption): Promise<PublishReceipt>;
+  publish<P>(topic: string, input: PublishInput<P>, options?: StepOption): Promise<HandlerPublishReceipt>;
   /**
    * Answers the conversation the handled update came from, on its platform: stores the reply on
    * `outbound.<platform>`, keyed by chat, for the sender (per-chat order, the platform's limits,
@@ -56,7 +76,7 @@ export interface HandlerContext {
    * await ctx.reply(`#${n} ${text}`);
    * await ctx.reply({ text: '*bold*', parse_mode: 'MarkdownV2' });
    */
-  reply(message: ReplyMessage, options?: SendOptions & StepOption): Promise<PublishReceipt>;
+  reply(message: ReplyMessage, options?: SendOptions & StepOption): Promise<HandlerPublishReceipt>;
 }
 
 /**
@@ -67,6 +87,8 @@ export class MessageContext implements HandlerContext {
   private combined: AbortSignal | undefined;
   private publishes = 0;
   private replies = 0;
+  /** Staged publishes still being validated: the ack waits for them (a handler may not await its publish). */
+  private preparing: Promise<unknown>[] | undefined;
 
   constructor(
     private readonly broker: Broker,
@@ -80,7 +102,15 @@ export class MessageContext implements HandlerContext {
     private readonly publisher?: Publisher,
     /** Until when (performance.now()) the lease is surely held; see PartitionRun.leaseValidUntil. */
     private readonly leaseValidUntil: () => number = () => Infinity,
+    /** With `staged`, publishes are validated here and stored with the ack (StagedPublish). */
+    private readonly prepare?: Preparer,
+    private readonly staged?: StagedPublish[],
   ) {}
+
+  /** Resolves once every staged publish of this attempt is validated; rejects if one failed. */
+  whenStaged(): Promise<unknown> | undefined {
+    return this.preparing === undefined ? undefined : Promise.all(this.preparing);
+  }
 
   get signal(): AbortSignal {
     this.combined ??= AbortSignal.any([this.leaseSignal, this.shutdownSignal]);
@@ -102,20 +132,31 @@ export class MessageContext implements HandlerContext {
     return result;
   }
 
-  async publish<P>(topic: string, input: PublishInput<P>, options: StepOption = {}): Promise<PublishReceipt> {
+  async publish<P>(topic: string, input: PublishInput<P>, options: StepOption = {}): Promise<HandlerPublishReceipt> {
     if (typeof input !== 'object' || input === null) throw new BotqueueError(ErrorCodes.INVALID_MESSAGE, 'ctx.publish needs a message like { key, payload }');
     const step = stepName(options, input.id, () => `publish:${++this.publishes}`);
-    const [receipt] = await this.publisherOrThrow()(topic, [{ ...input, id: derivedId(this.topic, this.group, this.messageId, step) }]);
-    return receipt!;
+    return this.store(topic, { ...input, id: derivedId(this.topic, this.group, this.messageId, step) });
   }
 
-  async reply(message: ReplyMessage, options: SendOptions & StepOption = {}): Promise<PublishReceipt> {
+  async reply(message: ReplyMessage, options: SendOptions & StepOption = {}): Promise<HandlerPublishReceipt> {
     const address = replyAddress(this.headers);
     const { step: given, ...sendOptions } = options;
     const step = stepName({ step: given }, undefined, () => `reply:${++this.replies}`);
     const input = outboundInput(address, message, sendOptions, derivedId(this.topic, this.group, this.messageId, step));
-    const [receipt] = await this.publisherOrThrow()(outboundTopic(address.platform), [input]);
-    return receipt!;
+    return this.store(outboundTopic(address.platform), input);
+  }
+
+  private store(topic: string, input: PublishInput): Promise<HandlerPublishReceipt> {
+    if (this.staged !== undefined && this.prepare !== undefined) {
+      const staged = this.staged;
+      const prepared = this.prepare(topic, [input]).then(([message]): HandlerPublishReceipt => {
+        staged.push({ topic, messages: [message!] });
+        return { id: message!.id, topic, partition: message!.partition, stored: 'with-ack' };
+      });
+      (this.preparing ??= []).push(prepared);
+      return prepared;
+    }
+    return this.publisherOrThrow()(topic, [input]).then(([receipt]) => ({ ...receipt!, stored: 'now' }));
   }
 
   private publisherOrThrow(): Publisher {

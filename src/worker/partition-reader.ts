@@ -1,5 +1,5 @@
 import type { KeyedScheduler } from '../core/keyed-scheduler.js';
-import type { Broker, Delivery, Lease } from '../brokers/broker.js';
+import type { Broker, Delivery, Lease, StagedPublish } from '../brokers/broker.js';
 import type { Instrumentation } from './events.js';
 import { OrderCheck } from './order-check.js';
 import type { WorkerOptions } from './options.js';
@@ -57,6 +57,8 @@ export interface Item {
   parked: boolean;
   /** When the current attempt's handler started (performance.now()). */
   started: number;
+  /** The current attempt's ctx.publish/ctx.reply messages, stored with its ack (publishWithAck backends). */
+  staged?: StagedPublish[] | undefined;
 }
 
 /**

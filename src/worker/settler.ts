@@ -47,7 +47,9 @@ export class Settler {
 
   /** Acks a handled message; the flush finishes it (see `finishAck`) and resolves its outcome. */
   succeed(item: Item): Promise<RunOutcome> {
-    const settlement: Settlement = { kind: 'ack', lease: item.run.lease, seq: item.delivery.seq };
+    const staged = item.staged;
+    const settlement: Settlement =
+      staged === undefined || staged.length === 0 ? { kind: 'ack', lease: item.run.lease, seq: item.delivery.seq } : { kind: 'ack', lease: item.run.lease, seq: item.delivery.seq, publish: staged };
     return new Promise<RunOutcome>((resolve, reject) => this.enqueue({ settlement, item, resolve, reject }));
   }
 

@@ -4,15 +4,15 @@ import { hostname } from 'node:os';
 import type { Envelope } from '../core/envelope.js';
 import { BotqueueError, ErrorCodes } from '../core/errors.js';
 import { KeyedScheduler, type RunOutcome } from '../core/keyed-scheduler.js';
-import type { Broker, TopicInfo } from '../brokers/broker.js';
+import type { Broker, StagedPublish, TopicInfo } from '../brokers/broker.js';
 import { Instrumentation, type WorkerEvents } from './events.js';
-import { MessageContext, type HandlerContext, type Publisher } from './handler-context.js';
+import { MessageContext, type HandlerContext, type Preparer, type Publisher } from './handler-context.js';
 import { Membership } from './membership.js';
 import { resolveWorkerOptions, type WorkerOptions } from './options.js';
 import { PartitionReader, type Item } from './partition-reader.js';
 import { DONE, PARK, Settler } from './settler.js';
 
-export type { HandlerContext } from './handler-context.js';
+export type { HandlerContext, HandlerPublishReceipt } from './handler-context.js';
 
 /** How a client plugs a worker in: topic creation on first use, and bookkeeping on close. */
 export interface WorkerHooks {
@@ -20,6 +20,8 @@ export interface WorkerHooks {
   onClose?: () => void;
   /** How ctx.publish and ctx.reply store messages (the client's publishBatch); without it they throw. */
   publish?: Publisher;
+  /** Validates messages without storing them: with it, on a backend with `publishWithAck`, they are stored with the ack. */
+  prepare?: Preparer;
 }
 
 export type Handler<P = unknown> = (message: Envelope<P>, ctx: HandlerContext) => unknown;
@@ -62,6 +64,8 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
   private unwatch: (() => void) | undefined;
   private closed: Promise<CloseResult> | undefined;
   private readonly shutdownAbort = new AbortController();
+  /** ctx.publish and ctx.reply are staged and stored with the ack (the backend can, and the client prepares). */
+  private readonly stagesPublishes: boolean;
 
   constructor(broker: Broker, topic: string, handler: Handler<P>, options: unknown, hooks: WorkerHooks = {}) {
     super();
@@ -72,6 +76,7 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
     this.group = this.options.group;
     this.member = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
     this.hooks = hooks;
+    this.stagesPublishes = broker.capabilities.publishWithAck === true && hooks.prepare !== undefined;
     this.instrumentation = new Instrumentation(this);
     this.scheduler = new KeyedScheduler<Item>({
       concurrency: this.options.concurrency,
@@ -140,6 +145,7 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
     run.inFlight++;
     this.instrumentation.emitIfListened('delivered', () => ({ topic: this.topic, group: this.group, partition: run.partition, attempt, queuedMs: Math.max(0, Date.now() - delivery.publishedAt) }));
     let result: unknown;
+    let ctx: MessageContext;
     try {
       const envelope: Envelope<P> = {
         id: delivery.id,
@@ -153,17 +159,25 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
         attempt,
         notBefore: delivery.notBefore,
       };
-      const ctx = new MessageContext(this.broker, this.topic, this.group, delivery.id, attempt, run.abort.signal, this.shutdownAbort.signal, delivery.headers, this.hooks.publish, () => run.leaseValidUntil);
+      const staged: StagedPublish[] | undefined = this.stagesPublishes ? [] : undefined;
+      item.staged = staged;
+      ctx = new MessageContext(this.broker, this.topic, this.group, delivery.id, attempt, run.abort.signal, this.shutdownAbort.signal, delivery.headers, this.hooks.publish, () => run.leaseValidUntil, this.hooks.prepare, staged);
       result = this.handler(envelope, ctx);
     } catch (error) {
       return this.handled(item, schedulerKey, releaseSlot, true, error);
     }
+    const succeeded = (): Promise<RunOutcome> => {
+      // Publishes staged but not awaited by the handler are waited for: the ack must carry them.
+      const staging = ctx.whenStaged();
+      if (staging === undefined) return this.handled(item, schedulerKey, releaseSlot, false, undefined);
+      return staging.then(
+        () => this.handled(item, schedulerKey, releaseSlot, false, undefined),
+        (error: unknown) => this.handled(item, schedulerKey, releaseSlot, true, error),
+      );
+    };
     // A handler that finished synchronously costs no extra turn.
-    if (!isThenable(result)) return this.handled(item, schedulerKey, releaseSlot, false, undefined);
-    return Promise.resolve(result).then(
-      () => this.handled(item, schedulerKey, releaseSlot, false, undefined),
-      (error: unknown) => this.handled(item, schedulerKey, releaseSlot, true, error),
-    );
+    if (!isThenable(result)) return succeeded();
+    return Promise.resolve(result).then(succeeded, (error: unknown) => this.handled(item, schedulerKey, releaseSlot, true, error));
   }
 
   /** The handler is done: settle its outcome. `run.inFlight` drops once the settlement is over. */

@@ -634,6 +634,37 @@ export function describeConformance(factory: BackendFactory): void {
         assert.equal(stats?.retained, 1);
       });
 
+      test('ctx.publish from a handler is stored once; where the backend can, with the ack (a failed attempt stores nothing)', async () => {
+        const bq = await open();
+        await bq.createTopic('t7in', { partitions: 1 });
+        await bq.createTopic('t7out', { partitions: 1 });
+        const received: string[] = [];
+        const sink = bq.worker('t7out', (m) => void received.push(m.id), { group: 'sink', ...FAST });
+        await sink.ready;
+        const withAck = bq.broker.capabilities.publishWithAck === true;
+        const receipts: { stored: string; duplicate?: boolean }[] = [];
+        let receivedDuringFailedAttempt = -1;
+        const worker = bq.worker('t7in', async (m, ctx) => {
+          receipts.push(await ctx.publish('t7out', { key: 'k', payload: { from: m.id } }));
+          if (ctx.attempt === 1) {
+            await sleep(400); // the sink would have it by now, were it stored
+            receivedDuringFailedAttempt = received.length;
+            throw new Error('fails after publishing');
+          }
+        }, { group: 'g', ...FAST });
+        await bq.publish('t7in', { key: 'k', id: 'source', payload: null });
+        await waitFor('handled, and its publish received', async () => received.length > 0 && (await backlog(bq, 't7in', 'g')) === 0);
+        await sleep(200);
+        await Promise.all([worker.close(), sink.close()]);
+        assert.equal(received.length, 1, 'stored once although the handler ran twice');
+        if (withAck) {
+          assert.equal(receivedDuringFailedAttempt, 0, 'nothing of the failed attempt was stored');
+          assert.deepEqual(receipts.map((r) => r.stored), ['with-ack', 'with-ack']);
+        } else {
+          assert.deepEqual(receipts.map((r) => [r.stored, r.duplicate]), [['now', false], ['now', true]]);
+        }
+      });
+
       test('a completed ctx.once step is skipped on redelivery and returns its recorded result', async () => {
         const bq = await open();
         await bq.createTopic('t7', { partitions: 1 });

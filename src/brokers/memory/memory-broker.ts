@@ -44,7 +44,7 @@ export interface MemoryBrokerOptions {
 }
 
 export class MemoryBroker implements Broker {
-  readonly capabilities: BrokerCapabilities = Object.freeze({ assignsSeq: true, multiProcess: false, durable: false });
+  readonly capabilities: BrokerCapabilities = Object.freeze({ assignsSeq: true, multiProcess: false, durable: false, publishWithAck: true });
   /** Nothing runs in the background in memory: present for the port, never emitted. */
   readonly events = new BrokerEventEmitter();
 
@@ -157,7 +157,18 @@ export class MemoryBroker implements Broker {
 
   settle(settlements: Settlement[]): Promise<SettleOutcome[]> {
     return this.run(() => {
-      return settlements.map((item) => settleOne(this.topics.get(item.lease.topic), this.deadLetters, item));
+      return settlements.map((item) => {
+        // An ack's staged publishes are stored with it, in the same synchronous step (their
+        // topics looked up first, so a missing one fails the call before anything changes).
+        const staged = item.kind === 'ack' ? (item.publish ?? []).map((p) => ({ name: p.topic, state: this.topic(p.topic, 'publish to'), messages: p.messages })) : [];
+        const outcome = settleOne(this.topics.get(item.lease.topic), this.deadLetters, item);
+        if (outcome !== 'ok') return outcome;
+        for (const target of staged) {
+          const { partitions } = publishMessages(target.state, target.messages, this.now(), this.nextSeq);
+          this.watchers.notify(target.name, partitions);
+        }
+        return outcome;
+      });
     });
   }
 

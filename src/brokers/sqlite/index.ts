@@ -101,7 +101,7 @@ export class SqliteBroker implements Broker {
     }
     // `:memory:` (handy in tests) lives and dies with this connection.
     const onDisk = this.path !== ':memory:';
-    this.capabilities = Object.freeze({ assignsSeq: true, multiProcess: onDisk, durable: onDisk });
+    this.capabilities = Object.freeze({ assignsSeq: true, multiProcess: onDisk, durable: onDisk, publishWithAck: true });
     const db = this.db;
     const now = settings.now;
     this.catalog = new Catalog(db);
@@ -119,7 +119,7 @@ export class SqliteBroker implements Broker {
     this.topics = new Topics(db, this.catalog, now, counts);
     this.publisher = new Publisher(db, this.catalog, store, now);
     this.fetcher = new Fetcher(db, this.catalog);
-    this.settler = new Settler(db, this.catalog, store, counts);
+    this.settler = new Settler(db, this.catalog, store, counts, this.publisher);
     this.coordinator = new Coordinator(db, this.catalog, this.topics, now);
     this.effects = new Effects(db, this.catalog, now);
     this.deadLetters = new DeadLetters(db, this.catalog, store, new FilterQueries(db), now, counts);
@@ -186,7 +186,7 @@ export class SqliteBroker implements Broker {
 
   settle(settlements: Settlement[]): Promise<SettleOutcome[]> {
     if (settlements.length === 0) return this.guard('settle', () => Promise.resolve([]));
-    return this.write(settlements.length, 'settle messages', () => this.settler.settle(settlements));
+    return this.write(settlements.length, 'settle messages', (tx) => this.settler.settle(settlements, tx));
   }
 
   getEffect(topic: string, group: string, messageId: string, name: string): Promise<string | null | undefined> {

@@ -4,6 +4,8 @@ import type { Lease, SettleOutcome, Settlement } from '../broker.js';
 import type { Catalog } from './catalog.js';
 import type { Counts } from './counts.js';
 import type { MessageStore } from './message-store.js';
+import type { Publisher } from './publish.js';
+import type { WriteTx } from './transaction.js';
 
 type DeadSource = [firstFailedAt: number | null, id: string, key: string | null, publishedAt: number, headers: string | null, payload: string];
 
@@ -25,6 +27,7 @@ export class Settler {
     private readonly catalog: Catalog,
     private readonly store: MessageStore,
     private readonly counts: Counts,
+    private readonly publisher: Publisher,
   ) {
     this.readOwner = db.prepare<[number, number], [string | null, number]>('SELECT owner, fence FROM assignments WHERE gid = ? AND partition = ?').raw();
     this.updateRetry = db.prepare(
@@ -46,7 +49,8 @@ export class Settler {
     );
   }
 
-  settle(settlements: Settlement[]): SettleOutcome[] {
+  /** Runs inside one write (`tx`): an ack's staged publishes are stored in the same transaction. */
+  settle(settlements: Settlement[], tx: WriteTx): SettleOutcome[] {
     const outcomes: SettleOutcome[] = new Array<SettleOutcome>(settlements.length);
     // Settlements come in runs for one lease: check each lease once per call.
     let checked: Lease | undefined;
@@ -67,16 +71,21 @@ export class Settler {
           checkedOk = row !== undefined && row[0] === lease.member && row[1] === lease.fence;
         }
       }
-      outcomes[i] = checkedOk ? this.apply(checkedGid, checkedTid, s) : 'fenced';
+      outcomes[i] = checkedOk ? this.apply(checkedGid, checkedTid, s, tx) : 'fenced';
     }
     return outcomes;
   }
 
-  private apply(gid: number, tid: number, s: Settlement): SettleOutcome {
+  private apply(gid: number, tid: number, s: Settlement, tx: WriteTx): SettleOutcome {
     const partition = s.lease.partition;
     switch (s.kind) {
-      case 'ack':
-        return this.store.removePending(gid, tid, partition, s.seq) ? 'ok' : 'missing';
+      case 'ack': {
+        if (!this.store.removePending(gid, tid, partition, s.seq)) return 'missing';
+        // The handler's publishes commit with its ack or not at all; their ids are derived from
+        // the handled message, so an ack applied twice cannot store them twice either.
+        if (s.publish !== undefined) for (const staged of s.publish) this.publisher.publish(tx, staged.topic, staged.messages);
+        return 'ok';
+      }
       case 'retry':
         return this.updateRetry.run(s.attempts, s.notBefore, s.failedAt, gid, partition, s.seq).changes === 0 ? 'missing' : 'ok';
       case 'dead': {
