@@ -175,3 +175,20 @@ export function check(input: CheckInput): CheckResult {
     latencyP99: percentile(latencies, 99),
   };
 }
+
+/**
+ * p99 (ms, acknowledgement to first effect) of the acknowledged messages `include` selects: e.g.
+ * the keys without poison, published outside a downstream outage, to compare with a baseline run.
+ */
+export function latencyP99(ledger: readonly LedgerEntry[], effects: readonly EffectExecution[], include: (entry: LedgerEntry) => boolean): { p99: number | null; samples: number } {
+  const first = new Map<string, number>();
+  for (const effect of effects) if (!first.has(effect.id)) first.set(effect.id, effect.at);
+  const latencies: number[] = [];
+  for (const entry of ledger) {
+    if (entry.outcome !== 'ok' || entry.ackedAt === undefined || !include(entry)) continue;
+    const at = first.get(entry.id);
+    if (at !== undefined) latencies.push(Math.max(0, at - entry.ackedAt));
+  }
+  latencies.sort((a, b) => a - b);
+  return { p99: percentile(latencies, 99), samples: latencies.length };
+}

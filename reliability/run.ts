@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { connect, type Botqueue } from '../src/index.js';
-import { check, type CheckResult, type LedgerEntry } from './checker.js';
+import { check, latencyP99, type CheckResult, type LedgerEntry } from './checker.js';
 import { EffectStore } from './effects.js';
 import { runDiskFull, type DiskFullReport } from './disk-full.js';
 import type { WorkerConfig } from './worker.js';
@@ -60,6 +60,8 @@ export interface Scenario {
   pause: boolean;
   /** The downstream fails (handlers answer RetryLater) for this long, starting this far in. */
   outage?: { atMs: number; forMs: number };
+  /** The window left out of the other keys' latency; the outage's by default (a baseline names its scenario's). */
+  latencyExclude?: { atMs: number; forMs: number };
 }
 
 interface WorkerProc {
@@ -87,6 +89,19 @@ async function waitUntil(what: string, condition: () => boolean | Promise<boolea
   return false;
 }
 
+/** f: the p99 of keys without poison, outside the outage, against the same run without poison or outage. */
+export interface OtherKeysLatency {
+  p99: number | null;
+  samples: number;
+  baselineP99: number | null;
+  baselineSamples: number;
+  /** The same, split: published before the outage, and after its backlog was worked off. */
+  before: { p99: number | null; samples: number };
+  afterRecovery: { p99: number | null; samples: number };
+  /** From the outage's end until its backlog was worked off, ms. */
+  recoveredAfterMs: number | null;
+}
+
 export interface ScenarioReport {
   scenario: string;
   title: string;
@@ -94,7 +109,7 @@ export interface ScenarioReport {
   durationMs: number;
   publishMs: number;
   rate: number;
-  faults: { kills: number; pauses: number; lateSettlesRefused: number; outageMs: number; writerKills?: number; integrity?: string; storedUnacknowledged?: number; diskFull?: DiskFullReport; webhooks?: WebhookFuzzReport };
+  faults: { kills: number; pauses: number; lateSettlesRefused: number; outageMs: number; otherKeys?: OtherKeysLatency; writerKills?: number; integrity?: string; storedUnacknowledged?: number; diskFull?: DiskFullReport; webhooks?: WebhookFuzzReport };
   result: CheckResult;
 }
 
@@ -229,7 +244,25 @@ export async function runScenario(s: Scenario, seed: number): Promise<ScenarioRe
     for (const w of workers) w.proc.kill('SIGTERM');
     await Promise.race([Promise.all(workers.map((w) => w.exited)), sleep(15_000)]);
     const store = new EffectStore(effectsFile);
-    const result = check({ ledger, attempts: store.readAttempts(), effects: store.readEffects(), deadLetters, backlogAtEnd: Math.max(0, backlog), killedPids: killed, pausedPids, maxAttempts: s.maxAttempts });
+    const effects = store.readEffects();
+    // Keys without poison, published outside the outage: from 1 s before it until the backlog it
+    // left is worked off (the last effect of a message published during it). Messages held up by
+    // the outage are its cost, not the poison's; what a retry storm must not hurt is the rest.
+    const poisonKeys = new Set(ledger.filter((e) => e.poison === true).map((e) => e.key));
+    const firstEffectAt = new Map<string, number>();
+    for (const effect of effects) if (!firstEffectAt.has(effect.id)) firstEffectAt.set(effect.id, effect.at);
+    const exclude = s.latencyExclude ?? outage;
+    const outageFrom = exclude === undefined ? Infinity : publishStart + exclude.atMs - 1_000;
+    const outageTo = exclude === undefined ? -Infinity : publishStart + exclude.atMs + exclude.forMs;
+    let recoveredAt = outageTo;
+    for (const e of ledger) {
+      if (e.ackedAt !== undefined && e.ackedAt >= outageFrom && e.ackedAt <= outageTo) recoveredAt = Math.max(recoveredAt, firstEffectAt.get(e.id) ?? 0);
+    }
+    const quiet = (e: LedgerEntry): boolean => !poisonKeys.has(e.key) && (e.ackedAt === undefined || e.ackedAt < outageFrom || e.ackedAt > recoveredAt);
+    const otherKeys = latencyP99(ledger, effects, quiet);
+    const before = latencyP99(ledger, effects, (e) => quiet(e) && (e.ackedAt ?? 0) < outageFrom);
+    const afterRecovery = latencyP99(ledger, effects, (e) => quiet(e) && (e.ackedAt ?? 0) > recoveredAt);
+    const result = check({ ledger, attempts: store.readAttempts(), effects, deadLetters, backlogAtEnd: Math.max(0, backlog), killedPids: killed, pausedPids, maxAttempts: s.maxAttempts });
     store.close();
     const acked = ledger.filter((e) => e.outcome === 'ok').length;
     return {
@@ -239,7 +272,7 @@ export async function runScenario(s: Scenario, seed: number): Promise<ScenarioRe
       durationMs: Date.now() - started,
       publishMs,
       rate: Math.round((acked / publishMs) * 1_000),
-      faults: { kills, pauses, lateSettlesRefused, outageMs: outage?.forMs ?? 0 },
+      faults: { kills, pauses, lateSettlesRefused, outageMs: outage?.forMs ?? 0, otherKeys: { ...otherKeys, baselineP99: null, baselineSamples: 0, before, afterRecovery, recoveredAfterMs: Number.isFinite(recoveredAt) ? Math.max(0, recoveredAt - outageTo) : null } },
       result,
     };
   } finally {
@@ -376,6 +409,10 @@ export function targetsMissed(report: ScenarioReport): string[] {
   }
   if (r.poisonDeadLettered !== r.poisonInjected) missed.push(`${report.scenario}: DLQ ${r.poisonDeadLettered}/${r.poisonInjected} poison`);
   if (report.faults.pauses > 0 && report.faults.lateSettlesRefused === 0) missed.push(`${report.scenario}: the paused worker never reported its lease lost`);
+  const other = report.faults.otherKeys;
+  if (other !== undefined && other.baselineP99 !== null && other.p99 !== null && other.p99 > 2 * other.baselineP99) {
+    missed.push(`${report.scenario}: keys without poison, outside the outage, p99 ${other.p99} ms > 2x the baseline's ${other.baselineP99} ms`);
+  }
   if (report.faults.integrity !== undefined && report.faults.integrity !== 'ok') missed.push(`${report.scenario}: integrity_check ${report.faults.integrity}`);
   const hooks = report.faults.webhooks;
   if (hooks !== undefined) {
@@ -400,7 +437,18 @@ async function main(): Promise<void> {
   console.log(`reliability: seed ${seed} (replay with -- --seed ${seed}); scenarios ${[...chosen.map((s) => s.name), ...(writerKills > 0 ? ['b'] : []), ...(only === undefined || only.includes('c') ? ['c'] : []), ...(only === undefined || only.includes('h') ? ['h'] : [])].join(', ')}${values.soak ? ' (soak)' : ''}`);
   const reports: ScenarioReport[] = [];
   for (const s of chosen) {
+    // A storm's cost to other keys is measured against the same load without poison or outage.
+    let baseline: ScenarioReport | undefined;
+    if (s.poisonRate > 0 || s.outage !== undefined) {
+      baseline = await runScenario({ ...s, name: `${s.name}-baseline`, title: `${s.name} without poison or outage (baseline)`, poisonRate: 0, outage: undefined, latencyExclude: s.outage }, seed);
+      reports.push(baseline);
+      console.log(`  ${baseline.scenario}. ${baseline.title}: ${baseline.result.acknowledged} acknowledged @ ${baseline.rate} msg/s; p99 ${baseline.faults.otherKeys?.p99} ms (${baseline.faults.otherKeys?.samples} samples); ${targetsMissed(baseline).join('; ') || 'targets met'}`);
+    }
     const report = await runScenario(s, seed);
+    if (baseline !== undefined && report.faults.otherKeys !== undefined) {
+      report.faults.otherKeys.baselineP99 = baseline.faults.otherKeys?.p99 ?? null;
+      report.faults.otherKeys.baselineSamples = baseline.faults.otherKeys?.samples ?? 0;
+    }
     reports.push(report);
     const r = report.result;
     console.log(
@@ -409,6 +457,8 @@ async function main(): Promise<void> {
         `redeliveries ${r.redeliveries}, DLQ ${r.poisonDeadLettered}/${r.poisonInjected} poison (tries wrong ${r.poisonTriesWrong}, healthy dead-lettered ${r.healthyDeadLettered}), ` +
         `latency p50 ${r.latencyP50} ms p99 ${r.latencyP99} ms; kills ${report.faults.kills}, pauses ${report.faults.pauses} (${report.faults.lateSettlesRefused} late settles refused)`,
     );
+    const other = report.faults.otherKeys;
+    if (other?.baselineP99 !== undefined && other.baselineP99 !== null) console.log(`    keys without poison, outside the outage: p99 ${other.p99} ms (${other.samples} samples) vs baseline ${other.baselineP99} ms: ${((other.p99 ?? 0) / Math.max(1, other.baselineP99)).toFixed(2)}x (before the outage p99 ${other.before.p99} ms / ${other.before.samples}, after its backlog was worked off p99 ${other.afterRecovery.p99} ms / ${other.afterRecovery.samples}; worked off ${other.recoveredAfterMs} ms after it ended)`);
     if (r.lostIds.length > 0) console.log(`    lost e.g. ${r.lostIds.join(', ')}`);
     if (r.orderViolationSamples.length > 0) console.log(`    order e.g. ${r.orderViolationSamples.join('; ')}`);
   }
