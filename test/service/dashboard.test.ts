@@ -3,7 +3,8 @@
  * is downloaded): a real server on a real SQLite file, a worker whose handler fails a message
  * until it is fixed; the test opens /dashboard, types the admin token, finds the dead letter,
  * opens its detail (stack, payload), redrives it with the confirmation, and sees it handled.
- * A screenshot goes to docs/dashboard.png.
+ * A screenshot goes to the test's temp dir; with BOTQUEUE_UPDATE_SCREENSHOT=1 it replaces
+ * docs/dashboard.png (a test run does not rewrite a tracked file).
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -19,7 +20,7 @@ import { createLogger } from '../../src/service/logger.js';
 import { CHROMIUM, skipWithout } from '../support/tools.js';
 import { TOKEN, waitFor } from './harness.js';
 
-const SCREENSHOT = fileURLToPath(new URL('../../docs/dashboard.png', import.meta.url));
+const DOCS_SCREENSHOT = fileURLToPath(new URL('../../docs/dashboard.png', import.meta.url));
 const closers: Array<() => Promise<unknown>> = [];
 after(async () => {
   for (const close of closers.reverse()) await close();
@@ -85,7 +86,7 @@ test('dashboard: find a dead letter, read its detail, redrive it, see it handled
   await page.waitForSelector('#detail-stack');
   assert.match(await page.locator('#detail-stack').innerText(), /Error: reply failed: chat not found\n\s+at /);
   assert.match(await page.locator('#detail-payload').innerText(), /"text": "boom"/);
-  await page.screenshot({ path: SCREENSHOT, fullPage: true });
+  await page.screenshot({ path: process.env.BOTQUEUE_UPDATE_SCREENSHOT === '1' ? DOCS_SCREENSHOT : join(dir, 'dashboard.png'), fullPage: true });
 
   fixed = true;
   await page.click('#redrive-one');
