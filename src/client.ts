@@ -178,7 +178,11 @@ export interface DeadLetters {
 
 /** The client's events (see `Botqueue.events`). */
 export interface ClientEvents extends BrokerEvents {
-  /** A publish call stored its messages (`duplicates` of them were already stored: dropped, not stored twice). */
+  /**
+   * A publish call stored its messages (`duplicates` of them were already stored: dropped, not
+   * stored twice). Also for a handler's staged ctx.publish/ctx.reply, once stored with its ack
+   * (`durationMs` is then from the handler's start to the ack).
+   */
   published: [{ topic: string; messages: number; duplicates: number; durationMs: number }];
   /** A publish call failed: nothing of it may be assumed stored (publish again; ids make it safe). */
   'publish-failed': [{ topic: string; messages: number; error: Error }];
@@ -295,6 +299,8 @@ export class Botqueue {
       onClose: () => this.workers.delete(worker),
       publish: (target, messages) => this.publishBatch(target, messages),
       prepare: (target, messages) => this.prepare(target, messages),
+      // Staged publishes are new ids derived from the handled message: none is a duplicate.
+      onStagedStored: (target, count, durationMs) => this.events.emit('published', { topic: target, messages: count, duplicates: 0, durationMs }),
     });
     this.workers.add(worker);
     return worker;

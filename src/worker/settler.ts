@@ -38,6 +38,8 @@ export class Settler {
     private readonly reader: PartitionReader,
     private readonly membership: Membership,
     private readonly instrumentation: Instrumentation,
+    /** Told when an applied ack stored staged publishes (the client's `published` event). */
+    private readonly onStagedStored?: (topic: string, messages: number, durationMs: number) => void,
   ) {}
 
   /** RetryLater deferrals this worker has settled. */
@@ -76,6 +78,10 @@ export class Settler {
     const { run, delivery } = item;
     try {
       this.afterSettle(outcome, item);
+      if (outcome === 'ok' && item.staged !== undefined && item.staged.length > 0 && this.onStagedStored !== undefined) {
+        const durationMs = performance.now() - item.started;
+        for (const staged of item.staged) this.onStagedStored(staged.topic, staged.messages.length, durationMs);
+      }
       this.reader.forget(run, delivery);
       if (this.instrumentation.listens('completed')) {
         const durationMs = performance.now() - item.started;

@@ -22,6 +22,8 @@ export interface WorkerHooks {
   publish?: Publisher;
   /** Validates messages without storing them: with it, on a backend with `publishWithAck`, they are stored with the ack. */
   prepare?: Preparer;
+  /** Staged messages were stored with an ack (for the client's `published` event). */
+  onStagedStored?: (topic: string, messages: number, durationMs: number) => void;
 }
 
 export type Handler<P = unknown> = (message: Envelope<P>, ctx: HandlerContext) => unknown;
@@ -85,7 +87,7 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
     });
     this.reader = new PartitionReader(broker, topic, this.group, this.options, this.scheduler, this.instrumentation);
     this.membership = new Membership(broker, topic, this.group, this.member, this.options, this.reader, this.instrumentation);
-    this.settler = new Settler(broker, topic, this.group, this.options, this.reader, this.membership, this.instrumentation);
+    this.settler = new Settler(broker, topic, this.group, this.options, this.reader, this.membership, this.instrumentation, hooks.onStagedStored);
     this.ready = this.start();
     // `ready` is also observed by start's own error path; keep an unobserved rejection from crashing.
     this.ready.catch(() => undefined);

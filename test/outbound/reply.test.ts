@@ -37,6 +37,8 @@ describe('ctx.reply, ctx.publish, bq.send', () => {
     const bq = await connect(`sqlite:${join(dir, 'a.db')}`);
     try {
       const attempts: number[] = [];
+      const published: string[] = [];
+      bq.events.on('published', (e) => published.push(`${e.topic} ${e.messages}`));
       const worker = bq.worker('telegram', async (msg, ctx) => {
         attempts.push(ctx.attempt);
         await ctx.reply(`you said ${(msg.payload as { message: { text: string } }).message.text}`);
@@ -58,6 +60,8 @@ describe('ctx.reply, ctx.publish, bq.send', () => {
       assert.equal(replies[0]!.headers['bq-platform'], 'telegram');
       assert.equal(audit.length, 1);
       assert.equal(audit[0]!.id, 'telegram/bot/tg:1/publish:1');
+      // Stored with the successful attempt's ack, and counted then (the failed attempt stored none).
+      assert.deepEqual(published.filter((p) => !p.startsWith('telegram ')).sort(), ['audit 1', 'outbound.telegram 1', 'outbound.telegram 1']);
     } finally {
       await bq.close();
     }
