@@ -332,7 +332,7 @@ export async function runOverload(o: OverloadOptions, seed: number): Promise<Sce
     await Promise.all(workers.map((w) => w.exited));
     await bq?.close().catch(() => undefined);
     service.kill('SIGTERM');
-    await Promise.race([serviceExited, sleep(10_000)]);
+    await Promise.race([serviceExited, sleep(10_000, undefined, { ref: false })]);
     service.kill('SIGKILL');
     await serviceExited;
     rmSync(dir, { recursive: true, force: true });

@@ -453,7 +453,7 @@ async function main(): Promise<void> {
     console.log(
       b.skipped !== undefined
         ? `  d. SKIPPED: ${b.skipped}${process.env.CI ? ' (a miss under CI)' : ''}`
-        : `  d. ${report.title}: ${r.acknowledged} acknowledged @ ${report.rate} msg/s in ${Math.round(report.durationMs / 1_000)} s (${b.acknowledgedAtKill} before the kill); node kills ${b.nodeKills}, outage ${b.outageMs} ms (dead ${b.downMs} ms, restart ${b.restartMs} ms), ` +
+        : `  d. ${report.title}: ${r.acknowledged} acknowledged @ ${report.rate} msg/s in ${Math.round(report.durationMs / 1_000)} s (${b.acknowledgedAtKill} before the kill, ${b.publishesInFlightAtKill} publishBatch calls pending at it); node kills ${b.nodeKills}, outage ${b.outageMs} ms (dead ${b.downMs} ms, restart ${b.restartMs} ms), ` +
             `publish errors ${b.publishErrors} (${b.publishErrorsDuringOutage} during the outage, retried; given up ${b.givenUp}), worker errors ${b.workerErrors}; lost ${r.lost}, stuck ${r.stuck}, unexpected ${r.unexpected}, duplicate effects ${r.duplicateEffects}, order violations ${r.orderViolations}, redeliveries ${r.redeliveries}`,
     );
     if (b.skipped !== undefined) console.warn(`\n*** reliability: scenario d SKIPPED: ${b.skipped} ***\n`);

@@ -34,7 +34,8 @@ export function startWorker(config: WorkerConfig): WorkerProc {
 /** SIGTERM (a clean close), then SIGKILL whatever is left after `graceMs`. */
 export async function stopWorkers(workers: readonly WorkerProc[], graceMs: number): Promise<void> {
   for (const w of workers) w.proc.kill('SIGTERM');
-  await Promise.race([Promise.all(workers.map((w) => w.exited)), sleep(graceMs)]);
+  // An unref'd timer: a race already won must not hold the process open for the rest of the grace.
+  await Promise.race([Promise.all(workers.map((w) => w.exited)), sleep(graceMs, undefined, { ref: false })]);
   for (const w of workers) w.proc.kill('SIGKILL');
   await Promise.all(workers.map((w) => w.exited));
 }
