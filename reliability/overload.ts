@@ -22,8 +22,9 @@
  *   comparing the halves' maxima, would fail on a sawtooth that had not yet come down;
  * - a server that keeps something per request (the load it should shed queued in memory,
  *   refused bodies retained, a listener per request) grows with the request count: one keeping
- *   ≥ 2.2 MiB/s (e.g. 64 KiB per request at ~36 requests/s) crosses the bound within the
- *   quick profile's 30 s; slower leaks need the soak profile's 6× longer phase (≥ 0.4 MiB/s).
+ *   more than ~2.1 MiB/s (64 MiB / 30 s) crosses the bound within the quick profile's phase (a
+ *   planted 64 KiB per request at ~28 requests/s, 1.8 MiB/s, was caught at the margin: 180 MiB
+ *   from a 115 MiB baseline); slower leaks need the soak profile's 6× longer phase (~0.4 MiB/s).
  * The halves' maxima are reported too, for a reader to see the trend.
  */
 import { spawn } from 'node:child_process';
@@ -230,7 +231,7 @@ export async function runOverload(o: OverloadOptions, seed: number): Promise<Sce
       sent += entries.length;
       const body = JSON.stringify(entries.map((e) => ({ key: e.key, id: e.id, payload: { seq: e.seq, pad: 'x'.repeat(o.payloadBytes) } })));
       let status: number;
-      let retryAfter: string | null = null;
+      let retryAfter: string | null;
       try {
         const response = await fetch(`${base}/v1/topics/${TOPIC}/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
         await response.arrayBuffer();

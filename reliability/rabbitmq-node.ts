@@ -225,16 +225,34 @@ export async function runBrokerKill(options: BrokerKillOptions, seed: number): P
     await publisher;
     const publishMs = Date.now() - publishStart;
 
+    // Drained: every acknowledged message has its effect and stats say nothing waits. Stats alone
+    // are not enough here: RabbitMQ's backlog is ready + held as last reported, and a run was seen
+    // reading 0 with 24 messages still in flight.
     let backlog = -1;
-    await waitUntil('the backlog drained', async () => {
-      try {
-        const [stats] = await bq!.stats(TOPIC);
-        backlog = stats?.groups[0]?.backlog ?? -1;
-      } catch {
-        backlog = -1;
-      }
-      return backlog === 0;
-    }, options.drainTimeoutMs);
+    const owed = ledger.filter((e) => e.outcome === 'ok').map((e) => e.id);
+    const progress = new EffectStore(effectsFile);
+    try {
+      await waitUntil('every acknowledged message handled and the backlog drained', async () => {
+        const done = new Set(progress.readEffects().map((e) => e.id));
+        if (owed.some((id) => !done.has(id))) {
+          await sleep(450);
+          return false;
+        }
+        try {
+          const [stats] = await bq!.stats(TOPIC);
+          backlog = stats?.groups[0]?.backlog ?? -1;
+        } catch {
+          backlog = -1;
+        }
+        return backlog === 0;
+      }, options.drainTimeoutMs);
+    } finally {
+      progress.close();
+    }
+    // Whatever is still owed at the timeout counts as stuck while stats see a backlog, else as lost.
+    if (backlog < 0) {
+      backlog = await bq.stats(TOPIC).then(([stats]) => stats?.groups[0]?.backlog ?? 0, () => 0);
+    }
     const deadLetters = await dlqIds(bq, TOPIC);
     await stopWorkers(workers, 15_000);
     const workerErrors = workers.reduce((n, w) => n + w.lines.filter((l) => l.startsWith('error')).length, 0);
