@@ -26,6 +26,8 @@ import { EffectStore } from './effects.js';
 import { runDiskFull, type DiskFullReport } from './disk-full.js';
 import type { WorkerConfig } from './worker.js';
 import { runWebhookFuzz, type WebhookFuzzReport } from './webhooks.js';
+import { brokerKillTargetsMissed, DEFAULT_BROKER_KILL, runBrokerKill, type BrokerKillReport } from './rabbitmq-node.js';
+import { DEFAULT_OVERLOAD, overloadTargetsMissed, runOverload, type OverloadReport } from './overload.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(here, '..');
@@ -109,7 +111,7 @@ export interface ScenarioReport {
   durationMs: number;
   publishMs: number;
   rate: number;
-  faults: { kills: number; pauses: number; lateSettlesRefused: number; outageMs: number; otherKeys?: OtherKeysLatency; writerKills?: number; integrity?: string; storedUnacknowledged?: number; diskFull?: DiskFullReport; webhooks?: WebhookFuzzReport };
+  faults: { kills: number; pauses: number; lateSettlesRefused: number; outageMs: number; otherKeys?: OtherKeysLatency; writerKills?: number; integrity?: string; storedUnacknowledged?: number; diskFull?: DiskFullReport; webhooks?: WebhookFuzzReport; broker?: BrokerKillReport; overload?: OverloadReport };
   result: CheckResult;
 }
 
@@ -383,6 +385,8 @@ export function summaryLine(reports: ScenarioReport[], soak: boolean): string {
     `${sum((r) => r.faults.pauses)} SIGSTOP past the lease (${sum((r) => r.faults.lateSettlesRefused)} late settles refused)`,
     ...reports.filter((r) => r.faults.outageMs > 0).map((r) => `a ${r.faults.outageMs / 1_000} s downstream outage`),
     ...reports.filter((r) => r.faults.diskFull !== undefined && r.faults.diskFull.skipped === undefined).map((r) => `a full disk (${r.faults.diskFull!.refused['503'] ?? 0} × 503, then recovered)`),
+    ...reports.flatMap((r) => (r.faults.broker === undefined ? [] : [r.faults.broker.skipped === undefined ? `${r.faults.broker.nodeKills} RabbitMQ node SIGKILL (${(r.faults.broker.outageMs / 1_000).toFixed(1)} s outage, ${r.faults.broker.publishErrors} publish errors retried)` : 'no RabbitMQ node kill (d skipped)'])),
+    ...reports.flatMap((r) => (r.faults.overload === undefined ? [] : [`overload at ${r.faults.overload.sentRate}/${r.faults.overload.capacity} msg/s (${Object.entries(r.faults.overload.shed).map(([status, n]) => `${n} shed ${status}`).join(', ') || 'none shed'}, backlog max ${r.faults.overload.backlogMax}/${r.faults.overload.maxBacklog}, RSS max ${Math.round(r.faults.overload.rss.maxKiB / 1_024)} MiB)`])),
   ].join(', ');
   const poison = sum((r) => r.result.poisonInjected);
   const hooks = reports.flatMap((r) => (r.faults.webhooks === undefined ? [] : [r.faults.webhooks]));
@@ -419,6 +423,8 @@ export function targetsMissed(report: ScenarioReport): string[] {
     if (hooks.acceptedInvalid !== 0) missed.push(`h: accepted-invalid ${hooks.acceptedInvalid}`);
     if (hooks.serverErrors !== 0) missed.push(`h: ${hooks.serverErrors} answers 5xx to bad input`);
   }
+  if (report.faults.broker !== undefined) missed.push(...brokerKillTargetsMissed(report.faults.broker));
+  if (report.faults.overload !== undefined) missed.push(...overloadTargetsMissed(report.faults.overload));
   const full = report.faults.diskFull;
   if (full !== undefined && full.skipped === undefined) {
     if (!full.recovered) missed.push('c: no recovery after the disk was grown (or it never filled)');
@@ -434,7 +440,7 @@ async function main(): Promise<void> {
   const chosen = scenarios(values.soak ? 6 : 1).filter((s) => only === undefined || only.includes(s.name));
   const writerKills = only === undefined || only.includes('b') ? (values.soak ? 1_000 : 200) : 0;
   const started = Date.now();
-  console.log(`reliability: seed ${seed} (replay with -- --seed ${seed}); scenarios ${[...chosen.map((s) => s.name), ...(writerKills > 0 ? ['b'] : []), ...(only === undefined || only.includes('c') ? ['c'] : []), ...(only === undefined || only.includes('h') ? ['h'] : [])].join(', ')}${values.soak ? ' (soak)' : ''}`);
+  console.log(`reliability: seed ${seed} (replay with -- --seed ${seed}); scenarios ${[...chosen.map((s) => s.name), ...(writerKills > 0 ? ['b'] : []), ...(only === undefined || only.includes('c') ? ['c'] : []), ...(only === undefined || only.includes('h') ? ['h'] : []), ...(only === undefined || only.includes('d') ? ['d'] : []), ...(only === undefined || only.includes('g') ? ['g'] : [])].join(', ')}${values.soak ? ' (soak)' : ''}`);
   const reports: ScenarioReport[] = [];
   for (const s of chosen) {
     // A storm's cost to other keys is measured against the same load without poison or outage.
@@ -488,6 +494,33 @@ async function main(): Promise<void> {
     reports.push(report);
     console.log(`  h. ${report.title}: ${fuzz.requests} requests (${fuzz.valid} valid, ${fuzz.invalid} invalid: ${JSON.stringify(fuzz.byKind)}); accepted-invalid ${fuzz.acceptedInvalid}, lost ${fuzz.lost}, stored twice ${fuzz.duplicates}, 5xx ${fuzz.serverErrors}; ${Math.round(report.durationMs / 1_000)} s`);
     if (fuzz.acceptedInvalid > 0) console.log(`    accepted-invalid by kind: ${JSON.stringify(fuzz.acceptedInvalidByKind)}`);
+  }
+  if (only === undefined || only.includes('d')) {
+    const report = await runBrokerKill(values.soak ? { ...DEFAULT_BROKER_KILL, messages: DEFAULT_BROKER_KILL.messages * 6 } : DEFAULT_BROKER_KILL, seed);
+    reports.push(report);
+    const b = report.faults.broker!;
+    const r = report.result;
+    console.log(
+      b.skipped !== undefined
+        ? `  d. SKIPPED: ${b.skipped}${process.env.CI ? ' (a miss under CI)' : ''}`
+        : `  d. ${report.title}: ${r.acknowledged} acknowledged @ ${report.rate} msg/s in ${Math.round(report.durationMs / 1_000)} s (${b.acknowledgedAtKill} before the kill, ${b.publishesInFlightAtKill} publishBatch calls pending at it); node kills ${b.nodeKills}, outage ${b.outageMs} ms (dead ${b.downMs} ms, restart ${b.restartMs} ms), ` +
+            `publish errors ${b.publishErrors} (${b.publishErrorsDuringOutage} during the outage, retried; given up ${b.givenUp}), worker errors ${b.workerErrors}; lost ${r.lost}, stuck ${r.stuck}, unexpected ${r.unexpected}, duplicate effects ${r.duplicateEffects}, order violations ${r.orderViolations}, redeliveries ${r.redeliveries}`,
+    );
+    if (b.skipped !== undefined) console.warn(`\n*** reliability: scenario d SKIPPED: ${b.skipped} ***\n`);
+    if (r.lostIds.length > 0) console.log(`    lost e.g. ${r.lostIds.join(', ')}`);
+  }
+  if (only === undefined || only.includes('g')) {
+    const report = await runOverload(values.soak ? { ...DEFAULT_OVERLOAD, overloadMs: DEFAULT_OVERLOAD.overloadMs * 6 } : DEFAULT_OVERLOAD, seed);
+    reports.push(report);
+    const g = report.faults.overload!;
+    const r = report.result;
+    const mib = (kib: number): string => (kib / 1_024).toFixed(1);
+    console.log(
+      `  g. ${report.title}: capacity ${g.capacity} msg/s, offered ${g.sentRate} msg/s; ${r.acknowledged} acknowledged, shed ${JSON.stringify(g.shed)} in ${g.shedRequests} requests (first after ${g.firstShedAtMs} ms, ${g.shedWithoutRetryAfter} without Retry-After), other answers ${JSON.stringify(g.otherAnswers)}; ` +
+        `backlog max ${g.backlogMax} (maxBacklog ${g.maxBacklog} + ${g.backlogSlack} in flight); RSS min/median/max ${mib(g.rss.minKiB)}/${mib(g.rss.medianKiB)}/${mib(g.rss.maxKiB)} MiB over ${g.rss.samples} samples, baseline ${mib(g.rss.baselineKiB)} MiB (allowed +${mib(g.rss.allowedGrowthKiB)}), halves' max ${mib(g.rss.firstHalfMaxKiB)} → ${mib(g.rss.secondHalfMaxKiB)} MiB; ` +
+        `lost ${r.lost}, stuck ${r.stuck}, unexpected ${r.unexpected}, duplicate effects ${r.duplicateEffects}, order violations ${r.orderViolations}; ${Math.round(report.durationMs / 1_000)} s`,
+    );
+    if (r.lostIds.length > 0) console.log(`    lost e.g. ${r.lostIds.join(', ')}`);
   }
   const missed = reports.flatMap(targetsMissed);
   const line = summaryLine(reports, values.soak);
