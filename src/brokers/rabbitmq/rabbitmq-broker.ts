@@ -691,13 +691,14 @@ export class RabbitmqBroker implements Broker {
   private async topicStats(info: TopicInfo, idleAfterMs: number): Promise<TopicStats> {
     const now = this.now();
     const snapshots = await this.store.groupSnapshots(info.name);
-    const unclaimed = await this.topology.readyCount(this.names.unclaimedQueue(info.name)).catch(() => 0);
+    const queues = snapshots.flatMap((snapshot) => Array.from({ length: info.partitions }, (_, p) => this.names.partitionQueue(info.name, snapshot.group, p)));
+    const [unclaimed = 0, ...readies] = await this.topology.readyCounts([this.names.unclaimedQueue(info.name), ...queues]);
     const groups: GroupStats[] = await Promise.all(
-      snapshots.map(async (snapshot) => {
+      snapshots.map(async (snapshot, g) => {
         const partitions: PartitionStats[] = await Promise.all(
           Array.from({ length: info.partitions }, async (_, p) => {
-            const queue = this.names.partitionQueue(info.name, snapshot.group, p);
-            const ready = await this.topology.readyCount(queue).catch(() => 0);
+            const queue = queues[g * info.partitions + p]!;
+            const ready = readies[g * info.partitions + p] ?? 0;
             const lease = snapshot.leases.find((l) => l.partition === p);
             const local = this.subscriptions.get(queue);
             // Held (delivered, unacked) messages: exact when this process holds them, else the owner's last report.

@@ -105,8 +105,28 @@ export class Topology {
   }
 
   /** Ready messages of a queue (not those delivered and unacked). */
+  /**
+   * Ready messages of each queue, in order; 0 for a queue that does not exist (not declared yet,
+   * or deleted). Any other failure throws: a backlog that cannot be read is not a backlog of 0.
+   * One at a time: a missing queue makes the server close the channel (404 NOT_FOUND), which
+   * would fail every other check in flight on it with "channel ended".
+   */
   async readyCount(queue: string): Promise<number> {
-    return this.use(`read queue "${queue}"`, async (channel) => (await channel.checkQueue(queue)).messageCount);
+    const [count] = await this.readyCounts([queue]);
+    return count!;
+  }
+
+  async readyCounts(queues: readonly string[]): Promise<number[]> {
+    const counts: number[] = [];
+    for (const queue of queues) {
+      try {
+        counts.push(await this.use(`read queue "${queue}"`, async (channel) => (await channel.checkQueue(queue)).messageCount));
+      } catch (error) {
+        if ((error as { cause?: { code?: unknown } }).cause?.code !== 404) throw error;
+        counts.push(0);
+      }
+    }
+    return counts;
   }
 
   /** Deletes the group's partition queues (with what they hold); a queue already gone is no error. */
