@@ -47,12 +47,15 @@ export interface NetworkCutScenario {
   cutAtMs: number;
   cutForMs: number;
   /**
-   * Cut at the worst moment rather than at `cutAtMs` sharp: the instant the worker inside has sent
-   * PostgreSQL the statement that locks its group's row in a coordinate transaction (within 3 s
-   * of `cutAtMs`, else at once). The server has then taken the lock and the answer never arrives:
-   * the transaction stays open, with its locks, for as long as the link is down.
+   * When exactly, from `cutAtMs` on (within 3 s, else at once), decided by what the worker inside
+   * sends PostgreSQL (the cut is made before the forwarder can pass the answer back):
+   * - `time`: at `cutAtMs` sharp, wherever the worker is;
+   * - `holding-lock`: right after the statement that locks its group's row in a coordinate
+   *   transaction: the server takes the lock, the answer never arrives, and the transaction stays
+   *   open with its locks (the worst moment);
+   * - `after-commit`: right after a COMMIT: no transaction of the worker stays open.
    */
-  cutHoldingLock?: boolean;
+  cutWhen: 'time' | 'holding-lock' | 'after-commit';
 }
 
 export interface NetworkCutReport {
@@ -65,8 +68,8 @@ export interface NetworkCutReport {
   linkWasDown: boolean;
   /** How long the link was down, ms. */
   cutMs: number;
-  /** The cut came right after the worker inside sent a lock-taking statement (see cutHoldingLock). */
-  cutHoldingLock: boolean;
+  /** What the cut followed: see NetworkCutScenario.cutWhen (`time` when the trigger was not seen in 3 s). */
+  cutAfter: 'time' | 'holding-lock' | 'after-commit';
   /** Partitions the outside workers took while the link was down. */
   takenOverDuringCut: number;
   /** `lease-lost` and `released` lines of the cut-off worker after the cut. */
@@ -257,7 +260,7 @@ function skippedReport(reason: string): NetworkCutReport {
     rate: 0,
     linkWasDown: false,
     cutMs: 0,
-    cutHoldingLock: false,
+    cutAfter: 'time',
     takenOverDuringCut: 0,
     cutWorkerLeaseLost: 0,
     cutWorkerReleased: 0,
@@ -295,11 +298,11 @@ export async function runNetworkCut(s: NetworkCutScenario, seed: number): Promis
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    // The trigger of cutHoldingLock: armed at cutAtMs, fired (synchronously, before the forwarder
-    // can pass PostgreSQL's answer back) by the group-lock statement of a coordinate transaction.
+    // The trigger of cutWhen: armed at cutAtMs, fired synchronously, before the forwarder can
+    // pass PostgreSQL's answer back, by the statement it waits for.
     let armed = false;
     let cutAt = 0;
-    let cutHoldingLock = false;
+    let cutAfter: NetworkCutReport['cutAfter'] = 'time';
     const cut = (): void => {
       if (cutAt !== 0) return;
       armed = false;
@@ -307,8 +310,10 @@ export async function runNetworkCut(s: NetworkCutScenario, seed: number): Promis
       cutAt = Date.now();
     };
     const watchStore = (chunk: Buffer): void => {
-      if (armed && chunk.includes('control_version FROM') && chunk.includes('FOR UPDATE')) {
-        cutHoldingLock = true;
+      if (!armed) return;
+      const fire = s.cutWhen === 'holding-lock' ? chunk.includes('control_version FROM') && chunk.includes('FOR UPDATE') : s.cutWhen === 'after-commit' && chunk.includes('COMMIT');
+      if (fire) {
+        cutAfter = s.cutWhen;
         cut();
       }
     };
@@ -353,7 +358,7 @@ export async function runNetworkCut(s: NetworkCutScenario, seed: number): Promis
     await sleep(Math.max(0, publishStart + s.cutAtMs - Date.now()));
     const insideOwned = (): number => inside.lines.reduce((n, { line }) => n + (line.startsWith('assigned ') ? 1 : line.startsWith('released ') || line.startsWith('lease-lost ') ? -1 : 0), 0);
     if (insideOwned() === 0) process.stderr.write('network-cut: the worker to cut off owns no partition at the cut\n');
-    if (s.cutHoldingLock === true) {
+    if (s.cutWhen !== 'time') {
       armed = true;
       await waitFor(() => cutAt !== 0, 3_000);
     }
@@ -401,7 +406,7 @@ export async function runNetworkCut(s: NetworkCutScenario, seed: number): Promis
       rate: Math.round((acked / publishMs) * 1_000),
       linkWasDown,
       cutMs: restoredAt - cutAt,
-      cutHoldingLock,
+      cutAfter,
       takenOverDuringCut,
       cutWorkerLeaseLost: after.filter((l) => l.line.startsWith('lease-lost ')).length,
       cutWorkerReleased: after.filter((l) => l.line.startsWith('released ')).length,

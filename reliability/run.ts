@@ -467,7 +467,8 @@ async function main(): Promise<void> {
   if (wanted('e')) {
     const soak = values.soak ? 6 : 1;
     // leaseMs 2 s and heartbeat 1 s: the 8 s cut is well past both (RabbitMQ drops the silent connection after ~2 s).
-    const cut = await runNetworkCut({ messages: 9_000 * soak, keys: 300, rate: 300, leaseMs: 2_000, heartbeatSeconds: 1, workersOutside: 2, cutAtMs: 6_000, cutForMs: 8_000 }, seed);
+    // Cut at the worst moment: while the worker holds its group's lock in PostgreSQL.
+    const cut = await runNetworkCut({ messages: 9_000 * soak, keys: 300, rate: 300, leaseMs: 2_000, heartbeatSeconds: 1, workersOutside: 2, cutAtMs: 6_000, cutForMs: 8_000, cutWhen: 'holding-lock' }, seed);
     const { result, ...networkCut } = cut;
     const report: ScenarioReport = { scenario: 'e', title: 'a worker cut off from RabbitMQ and PostgreSQL (its own network namespace, veth link set down past its lease, then up)', seed, durationMs: cut.durationMs, publishMs: cut.publishMs, rate: cut.rate, faults: { kills: 0, pauses: 0, lateSettlesRefused: 0, outageMs: 0, networkCut }, result };
     reports.push(report);
@@ -475,11 +476,12 @@ async function main(): Promise<void> {
       console.log(`  e. ${report.title}: !!! skipped: ${cut.skipped}${process.env.CI ? ' (CI: a failure)' : ''} !!!`);
     } else {
       console.log(
-        `  e. ${report.title}: ${result.acknowledged} acknowledged @ ${cut.rate} msg/s in ${Math.round(cut.durationMs / 1_000)} s; link down ${cut.linkWasDown} for ${(cut.cutMs / 1_000).toFixed(1)} s, ` +
+        `  e. ${report.title}: ${result.acknowledged} acknowledged @ ${cut.rate} msg/s in ${Math.round(cut.durationMs / 1_000)} s; link down ${cut.linkWasDown} for ${(cut.cutMs / 1_000).toFixed(1)} s (cut after: ${cut.cutAfter}), ` +
           `${cut.takenOverDuringCut} partitions taken over meanwhile, cut-off worker: ${cut.cutWorkerLeaseLost} leases lost, ${cut.cutWorkerAssignedAfter} partitions again ${cut.reconnectMs === null ? 'never' : `${(cut.reconnectMs / 1_000).toFixed(1)} s after the link came back`}, ${cut.cutWorkerEffectsAfter} msgs handled after; ` +
           `lost ${result.lost}, stuck ${result.stuck}, unexpected ${result.unexpected}, duplicate effects ${result.duplicateEffects} (+${result.crashWindowDuplicates} crash window), order violations ${result.orderViolations}, redeliveries ${result.redeliveries}`,
       );
       if (result.lostIds.length > 0) console.log(`    lost e.g. ${result.lostIds.join(', ')}`);
+      if (Object.keys(cut.deadLetterErrors).length > 0) console.log(`    dead-lettered: ${JSON.stringify(cut.deadLetterErrors)}`);
     }
   }
   if (wanted('p')) {
