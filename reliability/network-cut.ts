@@ -95,7 +95,7 @@ interface Proc {
 
 function startWorker(command: string[], config: WorkerConfig): Proc {
   const [file, ...args] = [...command, process.execPath, '--import', 'tsx', WORKER, JSON.stringify(config)];
-  const proc = spawn(file!, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+  const proc = spawn(file, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
   const lines: Proc['lines'] = [];
   createInterface({ input: proc.stdout }).on('line', (line) => lines.push({ at: Date.now(), line }));
   proc.stderr.on('data', () => undefined);
