@@ -289,11 +289,17 @@ export async function runNetworkCut(s: NetworkCutScenario, seed: number): Promis
   const network = new CutOffNetwork();
   const workers: Proc[] = [];
   let bq: Botqueue | undefined;
+  // Interrupted: the machine's side (processes, namespace, veth, forwarders) at once, then the
+  // queues and the schema, for at most 5 s.
   const onSignal = (): void => {
     for (const w of workers) w.proc.kill('SIGKILL');
     network.remove();
     rmSync(dir, { recursive: true, force: true });
-    process.exit(130);
+    const drop = async (): Promise<void> => {
+      if (bq?.broker instanceof RabbitmqBroker) await bq.broker.deleteAllTopicObjects().catch(() => undefined);
+      await dropPostgresSchema(STORE_URL, new Names(namespace).schema).catch(() => undefined);
+    };
+    void Promise.race([drop(), sleep(5_000)]).finally(() => process.exit(130));
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
