@@ -233,3 +233,25 @@ ensure_kafka_mock() {
 }
 
 ensure_kafka_mock
+
+# --- Power-loss shim ----------------------------------------------------------------------------
+
+# Scenario p of the reliability suite (and test/reliability/netns-and-power.test.ts) preloads
+# test/support/powerloss-shim.c into a SQLite publisher to drop every write not fsync'ed at a
+# simulated power cut. Built with gcc (also rebuilt on first use when missing or stale).
+ensure_powerloss_shim() {
+  local root
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  local src="$root/test/support/powerloss-shim.c" lib="$root/node_modules/.cache/botqueue/powerloss-shim.so"
+  have gcc || die "gcc is not installed: the power-loss scenario builds test/support/powerloss-shim.c with it"
+  mkdir -p "$(dirname "$lib")"
+  gcc -O2 -shared -fPIC -o "$lib" "$src" -ldl -lpthread || die "building the power-loss shim failed: gcc -O2 -shared -fPIC -o $lib $src -ldl -lpthread"
+  # It must load into a process without changing anything when its variables are unset.
+  # (ld.so only warns about a library it cannot preload, and runs the program anyway.)
+  local said
+  said="$(LD_PRELOAD="$lib" true 2>&1)"
+  [[ -z "$said" ]] || die "the power-loss shim does not load (LD_PRELOAD=$lib true said: $said)"
+  say "power-loss shim builds and loads"
+}
+
+ensure_powerloss_shim

@@ -7,7 +7,7 @@
  * Seeded and replayable: the seed is printed; `--seed N` replays the same schedule of faults.
  *   npm run reliability                      the quick profile (a few minutes on 2 cores)
  *   npm run reliability -- --soak            6× the messages and time
- *   npm run reliability -- --only a,f        some scenarios
+ *   npm run reliability -- --only a,f        some scenarios (a, b, c, e, f, h, p)
  *   npm run reliability -- --report file     where the JSON report goes (default reliability-report.json)
  * Exit code 1 when any target is missed (lost, duplicate effects, order violations, stuck,
  * unexpected, poison not dead-lettered after exactly maxAttempts tries).
@@ -24,6 +24,8 @@ import { connect, type Botqueue } from '../src/index.js';
 import { check, latencyP99, type CheckResult, type LedgerEntry } from './checker.js';
 import { EffectStore } from './effects.js';
 import { runDiskFull, type DiskFullReport } from './disk-full.js';
+import { networkCutTargetsMissed, runNetworkCut, type NetworkCutReport } from './network-cut.js';
+import { powerLossTargetsMissed, runPowerLoss, type PowerLossReport } from './power-loss.js';
 import type { WorkerConfig } from './worker.js';
 import { runWebhookFuzz, type WebhookFuzzReport } from './webhooks.js';
 import { brokerKillTargetsMissed, DEFAULT_BROKER_KILL, runBrokerKill, type BrokerKillReport } from './rabbitmq-node.js';
@@ -111,7 +113,22 @@ export interface ScenarioReport {
   durationMs: number;
   publishMs: number;
   rate: number;
-  faults: { kills: number; pauses: number; lateSettlesRefused: number; outageMs: number; otherKeys?: OtherKeysLatency; writerKills?: number; integrity?: string; storedUnacknowledged?: number; diskFull?: DiskFullReport; webhooks?: WebhookFuzzReport; broker?: BrokerKillReport; overload?: OverloadReport };
+  faults: {
+    kills: number;
+    pauses: number;
+    lateSettlesRefused: number;
+    outageMs: number;
+    otherKeys?: OtherKeysLatency;
+    writerKills?: number;
+    integrity?: string;
+    storedUnacknowledged?: number;
+    diskFull?: DiskFullReport;
+    webhooks?: WebhookFuzzReport;
+    broker?: BrokerKillReport;
+    overload?: OverloadReport;
+    networkCut?: Omit<NetworkCutReport, 'result'>;
+    powerLoss?: PowerLossReport;
+  };
   result: CheckResult;
 }
 
@@ -387,6 +404,8 @@ export function summaryLine(reports: ScenarioReport[], soak: boolean): string {
     ...reports.filter((r) => r.faults.diskFull !== undefined && r.faults.diskFull.skipped === undefined).map((r) => `a full disk (${r.faults.diskFull!.refused['503'] ?? 0} × 503, then recovered)`),
     ...reports.flatMap((r) => (r.faults.broker === undefined ? [] : [r.faults.broker.skipped === undefined ? `${r.faults.broker.nodeKills} RabbitMQ node SIGKILL (${(r.faults.broker.outageMs / 1_000).toFixed(1)} s outage, ${r.faults.broker.publishErrors} publish errors retried)` : 'no RabbitMQ node kill (d skipped)'])),
     ...reports.flatMap((r) => (r.faults.overload === undefined ? [] : [`overload at ${r.faults.overload.sentRate}/${r.faults.overload.capacity} msg/s (${Object.entries(r.faults.overload.shed).map(([status, n]) => `${n} shed ${status}`).join(', ') || 'none shed'}, backlog max ${r.faults.overload.backlogMax}/${r.faults.overload.maxBacklog}, RSS max ${Math.round(r.faults.overload.rss.maxKiB / 1_024)} MiB)`])),
+    ...reports.flatMap((r) => (r.faults.networkCut === undefined ? [] : [networkCutPhrase(r.faults.networkCut)])),
+    ...reports.flatMap((r) => (r.faults.powerLoss === undefined ? [] : [powerLossPhrase(r.faults.powerLoss)])),
   ].join(', ');
   const poison = sum((r) => r.result.poisonInjected);
   const hooks = reports.flatMap((r) => (r.faults.webhooks === undefined ? [] : [r.faults.webhooks]));
@@ -397,6 +416,19 @@ export function summaryLine(reports: ScenarioReport[], soak: boolean): string {
     `order violations ${sum((r) => r.result.orderViolations)}, stuck ${sum((r) => r.result.stuck)}, unexpected ${sum((r) => r.result.unexpected)}, accepted-invalid ${acceptedInvalid(reports)}; ` +
     `redeliveries ${sum((r) => r.result.redeliveries)}, DLQ ${sum((r) => r.result.poisonDeadLettered)}/${poison} poison`
   );
+}
+
+function networkCutPhrase(cut: Omit<NetworkCutReport, 'result'>): string {
+  if (cut.skipped !== undefined) return `NO network cut (e skipped: ${cut.skipped})`;
+  const back = cut.reconnectMs === null ? 'never back' : `back in ${(cut.reconnectMs / 1_000).toFixed(1)} s`;
+  return `a ${(cut.cutMs / 1_000).toFixed(1)} s network cut of a worker on RabbitMQ (${cut.cutWorkerLeaseLost} leases lost, ${cut.takenOverDuringCut} partitions taken over, ${back}, ${cut.cutWorkerEffectsAfter} msgs handled after)`;
+}
+
+function powerLossPhrase(power: PowerLossReport): string {
+  if (power.skipped !== undefined) return `NO power cut (p skipped: ${power.skipped})`;
+  const cuts = power.modes.reduce((n, m) => n + m.cuts, 0);
+  const lost = power.modes.map((m) => `${m.settings.replace(/^wal /, '') || m.mode} ${m.lost}/${m.acknowledged}`).join(', ');
+  return `${cuts} SQLite power cuts (acknowledged lost: ${lost})`;
 }
 
 /** Accepted-invalid over the webhook scenario; n/a when it did not run. */
@@ -425,6 +457,12 @@ export function targetsMissed(report: ScenarioReport): string[] {
   }
   if (report.faults.broker !== undefined) missed.push(...brokerKillTargetsMissed(report.faults.broker));
   if (report.faults.overload !== undefined) missed.push(...overloadTargetsMissed(report.faults.overload));
+  // A scenario that could not run here is a failure in CI (CI set), and a loud skip elsewhere.
+  const ci = process.env.CI !== undefined && process.env.CI !== '';
+  const cut = report.faults.networkCut;
+  if (cut !== undefined && (cut.skipped === undefined || ci)) missed.push(...networkCutTargetsMissed({ ...cut, result: report.result }));
+  const power = report.faults.powerLoss;
+  if (power !== undefined && (power.skipped === undefined || ci)) missed.push(...powerLossTargetsMissed(power));
   const full = report.faults.diskFull;
   if (full !== undefined && full.skipped === undefined) {
     if (!full.recovered) missed.push('c: no recovery after the disk was grown (or it never filled)');
@@ -440,7 +478,8 @@ async function main(): Promise<void> {
   const chosen = scenarios(values.soak ? 6 : 1).filter((s) => only === undefined || only.includes(s.name));
   const writerKills = only === undefined || only.includes('b') ? (values.soak ? 1_000 : 200) : 0;
   const started = Date.now();
-  console.log(`reliability: seed ${seed} (replay with -- --seed ${seed}); scenarios ${[...chosen.map((s) => s.name), ...(writerKills > 0 ? ['b'] : []), ...(only === undefined || only.includes('c') ? ['c'] : []), ...(only === undefined || only.includes('h') ? ['h'] : []), ...(only === undefined || only.includes('d') ? ['d'] : []), ...(only === undefined || only.includes('g') ? ['g'] : [])].join(', ')}${values.soak ? ' (soak)' : ''}`);
+  const wanted = (name: string): boolean => only === undefined || only.includes(name);
+  console.log(`reliability: seed ${seed} (replay with -- --seed ${seed}); scenarios ${[...chosen.map((s) => s.name), ...['b', 'c', 'd', 'e', 'g', 'h', 'p'].filter((n) => (n === 'b' ? writerKills > 0 : wanted(n)))].join(', ')}${values.soak ? ' (soak)' : ''}`);
   const reports: ScenarioReport[] = [];
   for (const s of chosen) {
     // A storm's cost to other keys is measured against the same load without poison or outage.
@@ -483,6 +522,48 @@ async function main(): Promise<void> {
     const report: ScenarioReport = { scenario: 'c', title: 'disk full: SQLite on a 3 MiB tmpfs in a private mount namespace, then grown', seed, durationMs: Date.now() - started, publishMs: 0, rate: 0, faults: { kills: 0, pauses: 0, lateSettlesRefused: 0, outageMs: 0, diskFull: full }, result };
     reports.push(report);
     console.log(`  c. ${report.title}: ${full.skipped ?? `${full.acknowledged} acknowledged (202), refused ${JSON.stringify(full.refused)}, stored ${full.retained}, recovered ${full.recovered}`}`);
+  }
+  if (wanted('e')) {
+    const soak = values.soak ? 6 : 1;
+    // leaseMs 2 s and heartbeat 1 s: the 8 s cut is well past both (RabbitMQ drops the silent connection after ~2 s).
+    // Cut at the worst moment: while the worker holds its group's lock in PostgreSQL.
+    const cut = await runNetworkCut({ messages: 9_000 * soak, keys: 300, rate: 300, leaseMs: 2_000, heartbeatSeconds: 1, workersOutside: 2, cutAtMs: 6_000, cutForMs: 8_000, cutWhen: 'holding-lock' }, seed);
+    const { result, ...networkCut } = cut;
+    const report: ScenarioReport = { scenario: 'e', title: 'a worker cut off from RabbitMQ and PostgreSQL (its own network namespace, veth link set down past its lease, then up)', seed, durationMs: cut.durationMs, publishMs: cut.publishMs, rate: cut.rate, faults: { kills: 0, pauses: 0, lateSettlesRefused: 0, outageMs: 0, networkCut }, result };
+    reports.push(report);
+    if (cut.skipped !== undefined) {
+      console.log(`  e. ${report.title}: !!! skipped: ${cut.skipped}${process.env.CI ? ' (CI: a failure)' : ''} !!!`);
+    } else {
+      console.log(
+        `  e. ${report.title}: ${result.acknowledged} acknowledged @ ${cut.rate} msg/s in ${Math.round(cut.durationMs / 1_000)} s; link down ${cut.linkWasDown} for ${(cut.cutMs / 1_000).toFixed(1)} s (cut after: ${cut.cutAfter}), ` +
+          `${cut.takenOverDuringCut} partitions taken over meanwhile, cut-off worker: ${cut.cutWorkerLeaseLost} leases lost, ${cut.cutWorkerAssignedAfter} partitions again ${cut.reconnectMs === null ? 'never' : `${(cut.reconnectMs / 1_000).toFixed(1)} s after the link came back`}, ${cut.cutWorkerEffectsAfter} msgs handled after; ` +
+          `lost ${result.lost}, stuck ${result.stuck}, unexpected ${result.unexpected}, duplicate effects ${result.duplicateEffects} (+${result.crashWindowDuplicates} crash window), order violations ${result.orderViolations}, redeliveries ${result.redeliveries}`,
+      );
+      if (result.lostIds.length > 0) console.log(`    lost e.g. ${result.lostIds.join(', ')}`);
+      if (Object.keys(cut.deadLetterErrors).length > 0) console.log(`    dead-lettered: ${JSON.stringify(cut.deadLetterErrors)}`);
+    }
+  }
+  if (wanted('p')) {
+    const started = Date.now();
+    const powerLoss = await runPowerLoss(values.soak ? 20 : 3, seed);
+    const full = powerLoss.modes.find((m) => m.mode === 'default');
+    const result = check({ ledger: [], attempts: [], effects: [], deadLetters: [], backlogAtEnd: 0 });
+    // The totals count botqueue's own settings only: NORMAL's and OFF's losses are measured, not owed.
+    result.acknowledged = full?.acknowledged ?? 0;
+    result.lost = full?.lost ?? 0;
+    result.lostIds = full?.lostIds ?? [];
+    const report: ScenarioReport = { scenario: 'p', title: "SQLite power loss (an LD_PRELOAD shim drops every write not fsync'ed at the cut)", seed, durationMs: Date.now() - started, publishMs: 0, rate: 0, faults: { kills: 0, pauses: 0, lateSettlesRefused: 0, outageMs: 0, powerLoss }, result };
+    reports.push(report);
+    if (powerLoss.skipped !== undefined) {
+      console.log(`  p. ${report.title}: !!! skipped: ${powerLoss.skipped}${process.env.CI ? ' (CI: a failure)' : ''} !!!`);
+    } else {
+      const modes = powerLoss.modes.map((m) => {
+        const asked = m.mode === 'default' ? 'default' : m.mode === 'NORMAL' ? '?synchronous=NORMAL' : 'forced OFF';
+        const integrity = m.integrityErrors.length === 0 ? 'integrity ok' : `integrity ${m.integrityErrors.join('; ')}`;
+        return `${asked} (${m.settings}): ${m.cuts} cuts, ${m.acknowledged} acknowledged, lost ${m.lost} (in ${m.cutsLosing}/${m.cuts} cuts), ${integrity}, ${m.shimSyncs} syncs seen`;
+      });
+      console.log(`  p. ${report.title}: ${modes.join('; ')}; ${Math.round(report.durationMs / 1_000)} s`);
+    }
   }
   if (only === undefined || only.includes('h')) {
     const started = Date.now();

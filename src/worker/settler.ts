@@ -58,6 +58,10 @@ export class Settler {
   /** The handler threw `thrown`: apply the failure policy. `run.inFlight` drops once the settlement is over. */
   async fail(item: Item, thrown: unknown, schedulerKey: string): Promise<RunOutcome> {
     try {
+      // ctx.once refused to start a step because the lease may have passed (a late heartbeat,
+      // e.g. a stalled store): not the handler's failure, so no attempt is spent and nothing is
+      // settled. The message runs again here once the lease is renewed, or at its new owner.
+      if (isLeaseLost(thrown)) return { kind: 'retry', at: Date.now() + BROKER_FAILURE_RETRY_MS };
       const deferral = readDeferral(thrown);
       if (deferral === undefined) return await this.failAttempt(item, thrown, schedulerKey);
       if (item.deferrals < this.options.maxDeferrals) return await this.defer(item, deferral, thrown, schedulerKey);
@@ -255,4 +259,8 @@ function hasPermanentCode(error: unknown): boolean {
 function deferralsExhausted(thrown: unknown, deferrals: number, maxDeferrals: number): ErrorInfo {
   const info = describeError(thrown);
   return { ...info, message: `deferred ${deferrals} times (maxDeferrals ${maxDeferrals}) and asked again: ${info.message}` };
+}
+
+function isLeaseLost(thrown: unknown): boolean {
+  return typeof thrown === 'object' && thrown !== null && (thrown as { code?: unknown }).code === ErrorCodes.LEASE_LOST;
 }

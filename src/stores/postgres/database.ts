@@ -14,6 +14,12 @@ import { closedError, isConflict, toStoreError } from './errors.js';
 export const POOL_SIZE = 8;
 /** A server that does not answer within this is reported as unavailable rather than waited on forever. */
 export const CONNECT_TIMEOUT_MS = 10_000;
+/**
+ * The store's transactions never wait on their client for more than a few ms; one idle longer
+ * than this belongs to a client that is cut off or frozen, and the server rolls it back (its
+ * locks would otherwise stall the whole group: reliability scenario e).
+ */
+export const IDLE_IN_TRANSACTION_MS = 5_000;
 /** Serialization failures and deadlocks are retried this many times before they reach the caller. */
 const CONFLICT_ATTEMPTS = 5;
 /** The type oid of BIGINT (int8), whose parser the pool overrides. */

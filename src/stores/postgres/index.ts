@@ -13,7 +13,7 @@ import type { MemberReport, CoordinateRequest, CoordinateResult, DeadLetter, Dea
 import { redactUrl } from '../../core/redact.js';
 import type { CoordinationStore, DedupEntry, DedupOutcome, GroupSnapshot, HeldReport, MessageFailure, MessageState, NewDeadLetter } from '../store.js';
 import * as backfill from './backfill.js';
-import { CONNECT_TIMEOUT_MS, INT8_OID, POOL_SIZE, StoreContext, loadPg } from './database.js';
+import { CONNECT_TIMEOUT_MS, IDLE_IN_TRANSACTION_MS, INT8_OID, POOL_SIZE, StoreContext, loadPg } from './database.js';
 import * as deadLetters from './dead-letters.js';
 import * as dedup from './dedup.js';
 import * as effects from './effects.js';
@@ -45,7 +45,17 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
   // Counts, times and seqs are BIGINT; as numbers they stay exact far beyond any epoch ms or seq.
   const types = new pg.TypeOverrides();
   types.setTypeParser(INT8_OID, (text: string) => Number(text));
-  const pool = new pg.Pool({ connectionString: url, max: POOL_SIZE, types, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, application_name: 'botqueue' });
+  // A client that goes silent inside a transaction (its network cut, its process frozen) would
+  // keep its locks, the group row's among them, and stall every member's heartbeat for as long
+  // as the silence lasts: the server ends such a transaction after IDLE_IN_TRANSACTION_MS.
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: POOL_SIZE,
+    types,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    application_name: 'botqueue',
+    idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
+  });
   // An idle connection that breaks (server restart) is dropped by the pool; without a listener
   // the 'error' event would crash the process. The next query reconnects or reports the failure.
   pool.on('error', (error) => options.onConnectionError?.(error));
