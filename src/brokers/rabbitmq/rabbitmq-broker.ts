@@ -693,10 +693,8 @@ export class RabbitmqBroker implements Broker {
     const snapshots = await this.store.groupSnapshots(info.name);
     const queues = snapshots.flatMap((snapshot) => Array.from({ length: info.partitions }, (_, p) => this.names.partitionQueue(info.name, snapshot.group, p)));
     const [unclaimed = 0, ...readies] = await this.topology.readyCounts([this.names.unclaimedQueue(info.name), ...queues]);
-    const groups: GroupStats[] = await Promise.all(
-      snapshots.map(async (snapshot, g) => {
-        const partitions: PartitionStats[] = await Promise.all(
-          Array.from({ length: info.partitions }, async (_, p) => {
+    const groups: GroupStats[] = snapshots.map((snapshot, g) => {
+        const partitions: PartitionStats[] = Array.from({ length: info.partitions }, (_, p) => {
             const queue = queues[g * info.partitions + p]!;
             const ready = readies[g * info.partitions + p] ?? 0;
             const lease = snapshot.leases.find((l) => l.partition === p);
@@ -710,8 +708,7 @@ export class RabbitmqBroker implements Broker {
               oldestAgeMs: held.oldestPublishedAt > 0 ? Math.max(0, now - held.oldestPublishedAt) : 0,
               owner: lease?.owner ?? null,
             };
-          }),
-        );
+          });
         return {
           group: snapshot.group,
           ...sumPartitions(partitions),
@@ -725,8 +722,7 @@ export class RabbitmqBroker implements Broker {
           idle: isIdle(snapshot.members, snapshot.lastSeenAt, snapshot.now, idleAfterMs),
           partitions,
         };
-      }),
-    );
+      });
     const retained = unclaimed + groups.reduce((max, g) => Math.max(max, g.backlog), 0);
     return { topic: info.name, partitions: info.partitions, retained, groups };
   }
