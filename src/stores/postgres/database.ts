@@ -20,6 +20,13 @@ export const CONNECT_TIMEOUT_MS = 10_000;
  * locks would otherwise stall the whole group: reliability scenario e).
  */
 export const IDLE_IN_TRANSACTION_MS = 5_000;
+/**
+ * A statement whose answer has not come back after this is given up and its connection
+ * destroyed. A connection cut mid-statement is otherwise waited on forever (the server has
+ * dropped the session; TCP keepalive probes only after the system's 75 s): a worker whose
+ * heartbeat call hangs never heartbeats again (reliability scenario e, cut holding the lock).
+ */
+export const QUERY_TIMEOUT_MS = 15_000;
 /** Serialization failures and deadlocks are retried this many times before they reach the caller. */
 const CONFLICT_ATTEMPTS = 5;
 /** The type oid of BIGINT (int8), whose parser the pool overrides. */
@@ -111,20 +118,22 @@ export class StoreContext {
   async transaction<T>(what: string, work: (db: PoolClient) => Promise<T>, begin = 'BEGIN'): Promise<T> {
     this.checkOpen();
     for (let attempt = 1; ; attempt++) {
-      let client: PoolClient;
+      let client: CheckedOut;
       try {
-        client = await this.pool.connect();
+        client = await checkout(this.pool);
       } catch (error) {
         throw this.failure(error, what);
       }
       let broken: Error | undefined;
       try {
-        await client.query(begin);
-        const result = await work(client);
-        await client.query('COMMIT');
+        await client.client.query(begin);
+        const result = await work(client.client);
+        await client.client.query('COMMIT');
         return result;
       } catch (error) {
-        broken = await rollback(client);
+        // A timed-out statement is still pending on the connection: a ROLLBACK would queue behind
+        // it. The connection is destroyed instead, and the server rolls the transaction back.
+        broken = isReadTimeout(error) ? (error as Error) : await rollback(client.client);
         if (attempt < CONFLICT_ATTEMPTS && isConflict(error)) continue;
         throw this.failure(error, what);
       } finally {
@@ -147,6 +156,40 @@ export class StoreContext {
     this.closed = true;
     await this.pool.end();
   }
+}
+
+/** A connection taken from the pool, to give back with `release` (not `client.release`). */
+export interface CheckedOut {
+  client: PoolClient;
+  /** Gives the connection back; with an error (or after the connection broke) the pool discards it. */
+  release(error?: Error): void;
+}
+
+/**
+ * Takes a connection with an 'error' listener for as long as it is out. The pool listens only
+ * to idle connections: one that breaks while checked out (the server restarted, or ended the
+ * session: idle_in_transaction_session_timeout) would otherwise crash the process with an
+ * unhandled 'error' event. Its pending or next query fails instead, and the pool discards it.
+ */
+export async function checkout(pool: Pool): Promise<CheckedOut> {
+  const client = await pool.connect();
+  let broke: Error | undefined;
+  const onError = (error: Error): void => {
+    broke ??= error;
+  };
+  client.on('error', onError);
+  return {
+    client,
+    release(error?: Error): void {
+      client.off('error', onError);
+      client.release(error ?? broke);
+    },
+  };
+}
+
+/** node-postgres's `query_timeout` error. */
+function isReadTimeout(error: unknown): boolean {
+  return error instanceof Error && error.message === 'Query read timeout';
 }
 
 /** Rolls back; returns the error when the connection is unusable, so the pool discards it. */

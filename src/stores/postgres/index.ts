@@ -13,7 +13,7 @@ import type { MemberReport, CoordinateRequest, CoordinateResult, DeadLetter, Dea
 import { redactUrl } from '../../core/redact.js';
 import type { CoordinationStore, DedupEntry, DedupOutcome, GroupSnapshot, HeldReport, MessageFailure, MessageState, NewDeadLetter } from '../store.js';
 import * as backfill from './backfill.js';
-import { CONNECT_TIMEOUT_MS, IDLE_IN_TRANSACTION_MS, INT8_OID, POOL_SIZE, StoreContext, loadPg } from './database.js';
+import { CONNECT_TIMEOUT_MS, IDLE_IN_TRANSACTION_MS, INT8_OID, POOL_SIZE, QUERY_TIMEOUT_MS, StoreContext, loadPg } from './database.js';
 import * as deadLetters from './dead-letters.js';
 import * as dedup from './dedup.js';
 import * as effects from './effects.js';
@@ -55,6 +55,7 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     application_name: 'botqueue',
     idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
+    query_timeout: QUERY_TIMEOUT_MS,
   });
   // An idle connection that breaks (server restart) is dropped by the pool; without a listener
   // the 'error' event would crash the process. The next query reconnects or reports the failure.
