@@ -832,7 +832,13 @@ export function describeConformance(factory: BackendFactory): void {
         await waitFor('both groups handled all 200', () => (byGroup.get('a')?.length ?? 0) >= 200 && (byGroup.get('b')?.length ?? 0) >= 200);
         assert.equal(new Set(byGroup.get('a')).size, 200);
         assert.equal(new Set(byGroup.get('b')).size, 200);
-        const [stats] = await bq.stats('tg');
+        // Membership in stats is the store's view of recent heartbeats: on a loaded machine one
+        // snapshot may fall between a late heartbeat and its renewal, so read until it settles.
+        let stats: Awaited<ReturnType<Botqueue['stats']>>[number] | undefined;
+        await waitFor('stats show group a with 3 members', async () => {
+          [stats] = await bq.stats('tg');
+          return stats?.groups.find((g) => g.group === 'a')?.members === 3;
+        }, 10_000, 100);
         assert.equal(stats?.groups.length, 2);
         assert.equal(stats?.groups.find((g) => g.group === 'a')?.members, 3);
         const owners = stats?.groups.find((g) => g.group === 'a')?.partitions.map((p) => p.owner);
