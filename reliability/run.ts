@@ -20,7 +20,10 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
+import { Names } from '../src/brokers/rabbitmq/names.js';
 import { connect, type Botqueue } from '../src/index.js';
+import { dropPostgresSchema } from '../src/stores/postgres/index.js';
+import { RABBITMQ_URL, STORE_URL } from '../test/support/services.js';
 import { check, latencyP99, type CheckResult, type LedgerEntry } from './checker.js';
 import { EffectStore } from './effects.js';
 import { runDiskFull, type DiskFullReport } from './disk-full.js';
@@ -66,6 +69,8 @@ export interface Scenario {
   outage?: { atMs: number; forMs: number };
   /** The window left out of the other keys' latency; the outage's by default (a baseline names its scenario's). */
   latencyExclude?: { atMs: number; forMs: number };
+  /** Where the messages live: a SQLite file (default), or the shared RabbitMQ with a PostgreSQL store (own namespace and schema, removed after). */
+  backend?: 'sqlite' | 'rabbitmq';
 }
 
 interface WorkerProc {
@@ -148,7 +153,9 @@ export async function runScenario(s: Scenario, seed: number): Promise<ScenarioRe
   const started = Date.now();
   const random = seededRandom(seed);
   const dir = mkdtempSync(join(tmpdir(), `botqueue-reliability-${s.name}-`));
-  const url = `sqlite:${join(dir, 'bq.db')}`;
+  // The shared RabbitMQ is only used, never stopped: workers are killed, not the broker.
+  const namespace = `rela${process.pid}_${Date.now() % 1_000_000}`;
+  const url = s.backend === 'rabbitmq' ? `${RABBITMQ_URL}?namespace=${namespace}&store=${encodeURIComponent(STORE_URL)}` : `sqlite:${join(dir, 'bq.db')}`;
   const effectsFile = join(dir, 'effects.db');
   const downFile = join(dir, 'downstream-down');
   const topic = 'rel';
@@ -252,11 +259,22 @@ export async function runScenario(s: Scenario, seed: number): Promise<ScenarioRe
     rmSync(downFile, { force: true });
 
     let backlog = -1;
-    await waitUntil('the backlog drained', async () => {
-      const [stats] = await bq!.stats(topic);
-      backlog = stats?.groups[0]?.backlog ?? -1;
-      return backlog === 0;
-    }, 120_000);
+    // Drained: no backlog, and every acknowledged message has its effect or is a dead letter
+    // (RabbitMQ's backlog counts ready messages and the owners' last reports, so it can read 0
+    // a moment before the last handlers finish).
+    const owed = ledger.filter((e) => e.outcome === 'ok');
+    const probe = new EffectStore(effectsFile);
+    try {
+      await waitUntil('the backlog drained', async () => {
+        const [stats] = await bq!.stats(topic);
+        backlog = stats?.groups[0]?.backlog ?? -1;
+        if (backlog !== 0) return false;
+        const done = new Set([...probe.readEffects().map((e) => e.id), ...(await dlqIds(bq!, topic))]);
+        return owed.every((e) => done.has(e.id));
+      }, 120_000);
+    } finally {
+      probe.close();
+    }
     const deadLetters = await dlqIds(bq, topic);
     // The paused worker, continued, finds its partitions taken: its settlements are refused (fenced) and it says so.
     const lateSettlesRefused = pausedWorker?.lines.filter((l) => l.startsWith('lease-lost')).length ?? 0;
@@ -300,7 +318,9 @@ export async function runScenario(s: Scenario, seed: number): Promise<ScenarioRe
       w.proc.kill('SIGKILL');
     }
     await Promise.all(workers.map((w) => w.exited));
+    if (s.backend === 'rabbitmq') await bq?.deleteTopic(topic).catch(() => undefined);
     await bq?.close().catch(() => undefined);
+    if (s.backend === 'rabbitmq') await dropPostgresSchema(STORE_URL, new Names(namespace).schema).catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -386,6 +406,7 @@ export async function runKillWrites(cycles: number, seed: number): Promise<Scena
 export function scenarios(scale: number): Scenario[] {
   return [
     { name: 'a', title: 'worker chaos: SIGKILL a random worker every 0.5-3 s, SIGSTOP one past its lease', messages: 20_000 * scale, keys: 1_000, rate: 400, workers: 3, leaseMs: 1_500, maxAttempts: 5, handlerMaxMs: 4, poisonRate: 0, kills: true, pause: true },
+    { name: 'a-rabbitmq', title: 'worker chaos on RabbitMQ (PostgreSQL store): SIGKILL a random worker every 0.5-3 s, SIGSTOP one past its lease', messages: 6_000 * scale, keys: 300, rate: 300, workers: 3, leaseMs: 2_000, maxAttempts: 5, handlerMaxMs: 4, poisonRate: 0, kills: true, pause: true, backend: 'rabbitmq' },
     { name: 'f', title: 'poison (1%) and a downstream failing for 20 s', messages: 6_000 * scale, keys: 500, rate: 200, workers: 3, leaseMs: 3_000, maxAttempts: 4, handlerMaxMs: 4, poisonRate: 0.01, kills: false, pause: false, outage: { atMs: 5_000, forMs: 20_000 } },
   ];
 }
