@@ -35,15 +35,19 @@ import { inDeadLetterChunks } from '../../stores/dead-letter-chunks.js';
 import { decodeSettled, generatedId, toRecord, type OutgoingRecord } from './codec.js';
 import type { RawCluster } from './kafkajs-parts.js';
 import type { ResolvedKafkaOptions } from './options.js';
+import { GroupCommitter } from './committer.js';
+import { GroupFetcher } from './fetcher.js';
 import { PartitionReader } from './partition-reader.js';
 import type { CoalescingPublisher } from './publisher.js';
 
 /** A reservation whose publish never confirmed (its publisher crashed) is taken over after this long. */
 const STALE_RESERVATION_MS = 30_000;
-/** How long fetch and settle wait for a message this process published to be read back. */
-const CATCH_UP_MS = 250;
-/** The same wait when the reader already has messages to hand out. */
-const CATCH_UP_BUSY_MS = 20;
+/**
+ * fetch and settle wait for the reader to read what this process published (or the message
+ * settled) — for that condition, not for a time: this bounds only a reader that cannot read
+ * (its leader is away), after which fetch returns what it has and settle answers "missing".
+ */
+const CATCH_UP_MAX_MS = 5_000;
 /** How long ensureTopic waits for a topic it created to show in the metadata with its leaders. */
 const TOPIC_READY_MS = 10_000;
 
@@ -83,6 +87,7 @@ export class KafkaBroker implements Broker {
 
   private readonly topics = new Map<string, TopicInfo>();
   private readonly readers = new Map<string, PartitionReader>();
+  private readonly groups = new Map<string, { fetcher: GroupFetcher; committer: GroupCommitter }>();
   private readonly leases = new Map<string, LocalLease>();
   /** Highest offset this process published per topic and partition (for catch-up waits). */
   private readonly published = new Map<string, number>();
@@ -287,23 +292,42 @@ export class KafkaBroker implements Broker {
     return `${topic}\u0000${group}\u0000${partition}`;
   }
 
+  /** The fetcher and committer of a (topic, group): one Fetch per leader, one OffsetCommit, for all its partitions here. */
+  private groupParts(topic: string, group: string): { fetcher: GroupFetcher; committer: GroupCommitter } {
+    const key = `${topic}\u0000${group}`;
+    let parts = this.groups.get(key);
+    if (parts === undefined) {
+      const kafkaTopic = this.names.topic(topic);
+      const kafkaGroup = this.names.group(topic, group);
+      const failed = (operation: string, error: unknown): void => this.events.failed(operation, error);
+      parts = {
+        fetcher: new GroupFetcher({ cluster: this.cluster, store: this.store, topic, group, kafkaTopic, arrived: (partition) => this.notify(topic, partition), failed }),
+        committer: new GroupCommitter({ cluster: this.cluster, kafkaTopic, kafkaGroup, failed }),
+      };
+      this.groups.set(key, parts);
+    }
+    return parts;
+  }
+
   private reader(topic: string, group: string, partition: number): PartitionReader {
     const key = this.key(topic, group, partition);
     let reader = this.readers.get(key);
     if (reader === undefined) {
+      const { fetcher, committer } = this.groupParts(topic, group);
       reader = new PartitionReader({
         cluster: this.cluster,
-        store: this.store,
+        committer,
         topic,
         group,
         kafkaTopic: this.names.topic(topic),
         kafkaGroup: this.names.group(topic, group),
         partition,
         prefetch: this.options.prefetch,
-        arrived: () => this.notify(topic, partition),
+        readable: fetcher.wake,
         failed: (operation, error) => this.events.failed(operation, error),
       });
       this.readers.set(key, reader);
+      fetcher.add(reader);
       reader.open().catch((error: unknown) => this.events.failed(`open ${this.names.topic(topic)}[${partition}]`, error));
     }
     return reader;
@@ -314,6 +338,8 @@ export class KafkaBroker implements Broker {
     const reader = this.readers.get(key);
     if (reader === undefined) return;
     this.readers.delete(key);
+    const [topic, group] = key.split('\u0000');
+    this.groups.get(`${topic}\u0000${group}`)?.fetcher.remove(reader);
     await reader.close(commit);
   }
 
@@ -404,9 +430,9 @@ export class KafkaBroker implements Broker {
     // The reader reads in offset order: with `limit` messages in hand, nothing unread comes before them.
     const ready = reader.fetch(afterSeq, limit);
     if (ready.length >= limit) return ready;
-    // Otherwise wait (briefly) until it has read what this process itself published; with
-    // messages in hand, only about one read (a busy publisher keeps the target moving).
-    await reader.waitForOffset(this.published.get(`${topic}\u0000${partition}`) ?? -1, ready.length > 0 ? CATCH_UP_BUSY_MS : CATCH_UP_MS);
+    // Otherwise wait until it has read what this process itself published before the call
+    // (about one Fetch), so that a publish is seen by the next fetch here.
+    await reader.waitForOffset(this.published.get(`${topic}\u0000${partition}`) ?? -1, CATCH_UP_MAX_MS);
     return reader.fetch(afterSeq, limit);
   }
 
@@ -443,7 +469,7 @@ export class KafkaBroker implements Broker {
       }
       let held = reader.get(settlement.seq);
       if (held === undefined) {
-        await reader.waitForOffset(settlement.seq - 1, CATCH_UP_MS);
+        await reader.waitForOffset(settlement.seq - 1, CATCH_UP_MAX_MS);
         held = reader.get(settlement.seq);
       }
       if (held === undefined) {
@@ -703,6 +729,7 @@ export class KafkaBroker implements Broker {
     this.closed = true;
     clearInterval(this.housekeeping);
     this.watchers.clear();
+    for (const { fetcher } of this.groups.values()) fetcher.close();
     await Promise.all([...this.readers.values()].map((reader) => reader.close()));
     this.readers.clear();
     await this.closeClients().catch((error: unknown) => this.events.failed('disconnect from Kafka', error));
