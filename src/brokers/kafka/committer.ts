@@ -18,6 +18,8 @@ export interface CommitSnapshot {
   partition: number;
   offset: number;
   metadata: string;
+  /** The reader's store horizon the metadata carries (codec.ts). */
+  horizon: number;
 }
 
 export interface Committable {

@@ -2,7 +2,8 @@
  * Reads the partitions this process owns of one (topic, group) with one Fetch per leader
  * broker, not one per partition: a loop per leader asks for every owned partition it leads
  * that has room, hands each partition's records to its reader, and reads the message states
- * of the whole response from the store in one query. (One Fetch per partition cost a request,
+ * of the whole response from the store in one query — only for records below their reader's
+ * store horizon (codec.ts); past it no state can exist, and no query is made. (One Fetch per partition cost a request,
  * a response and a store round trip per partition per read, and the partitions' long polls
  * queued behind each other on the broker's connection.)
  */
@@ -105,6 +106,9 @@ export class GroupFetcher {
   private async loop(node: string): Promise<void> {
     let delay = RETRY_MS;
     while (!this.closed) {
+      // The metadata may have moved a leader (a failed request here or elsewhere refreshed it):
+      // a reader whose new leader has no loop gets one.
+      this.startLoops();
       const mine = [...this.readers.values()].filter((r) => this.leaderOf(r.partition) === node);
       // Checked and left in the same turn as add() would look: no reader is ever without a loop.
       if (mine.length === 0) break;
@@ -162,7 +166,7 @@ export class GroupFetcher {
       const batch = reader.decode(row.messages);
       if (batch === undefined) continue;
       batches.push(batch);
-      for (const held of batch.fresh) ids.push(held.delivery.id);
+      for (const held of batch.fresh) if (held.lookUp === true) ids.push(held.delivery.id);
     }
     if (batches.length > 0) {
       // Failed attempts, deferrals and parking live in the store, by message id: one query for all.

@@ -440,8 +440,8 @@ export class KafkaBroker implements Broker {
     this.checkOpen();
     const outcomes: SettleOutcome[] = new Array<SettleOutcome>(settlements.length);
     const acks = new Map<PartitionReader, Array<{ index: number; seq: number; id: string; stored: boolean }>>();
-    const failures: Array<{ index: number; reader: PartitionReader; settlement: Extract<Settlement, { kind: 'retry' }>; id: string }> = [];
-    const deaths: Array<{ index: number; reader: PartitionReader; settlement: Extract<Settlement, { kind: 'dead' }>; delivery: Delivery; stored: boolean }> = [];
+    let failures: Array<{ index: number; reader: PartitionReader; settlement: Extract<Settlement, { kind: 'retry' }>; id: string }> = [];
+    let deaths: Array<{ index: number; reader: PartitionReader; settlement: Extract<Settlement, { kind: 'dead' }>; delivery: Delivery; stored: boolean }> = [];
     const now = this.now();
     const current = await this.currentFences(
       settlements.filter(({ lease }) => (this.leases.get(this.key(lease.topic, lease.group, lease.partition))?.safeUntil ?? 0) <= now),
@@ -485,6 +485,14 @@ export class KafkaBroker implements Broker {
       } else {
         deaths.push({ index, reader, settlement, delivery: { ...held.delivery }, stored: held.stored });
       }
+    }
+    // A message's state (failed attempts, parked) may be recorded only below its partition's
+    // committed store horizon, so that the partition's next reader looks it up (codec.ts).
+    const refused = await this.protectStates([...failures, ...deaths.filter((d) => d.settlement.park)]);
+    if (refused.size > 0) {
+      for (const index of refused) outcomes[index] = 'fenced';
+      failures = failures.filter((f) => !refused.has(f.index));
+      deaths = deaths.filter((d) => !refused.has(d.index));
     }
     if (failures.length > 0) {
       const byGroup = new Map<string, typeof failures>();
@@ -541,6 +549,21 @@ export class KafkaBroker implements Broker {
       }),
     );
     return outcomes;
+  }
+
+  /** Commits the store horizon past these settlements' messages; returns the indexes whose reader may not commit any more (lease lost). */
+  private async protectStates(entries: Array<{ index: number; reader: PartitionReader; settlement: Settlement }>): Promise<Set<number>> {
+    const refused = new Set<number>();
+    if (entries.length === 0) return refused;
+    const byReader = new Map<PartitionReader, typeof entries>();
+    for (const entry of entries) byReader.set(entry.reader, [...(byReader.get(entry.reader) ?? []), entry]);
+    await Promise.all(
+      [...byReader].map(async ([reader, list]) => {
+        const offsets = list.map((e) => e.settlement.seq - 1);
+        if (!(await reader.protectStates(offsets))) for (const { index } of list) refused.add(index);
+      }),
+    );
+    return refused;
   }
 
   /**

@@ -8,7 +8,7 @@
  */
 import type { Delivery } from '../broker.js';
 import type { MessageState } from '../../stores/store.js';
-import { decodeSettled, encodeSettled, fromRecord } from './codec.js';
+import { decodeHorizon, decodeSettled, encodeSettled, fromRecord } from './codec.js';
 import type { CommitSnapshot, GroupCommitter } from './committer.js';
 import type { RawCluster, RawMessage } from './kafkajs-parts.js';
 
@@ -35,6 +35,8 @@ export interface Held {
   delivery: Delivery;
   /** The store has a state row for it (failed, parked): cleared when it is settled. */
   stored: boolean;
+  /** The store may have a state for it (it is below the horizon): looked up before it is held. */
+  lookUp?: boolean;
 }
 
 /** Records of one Fetch decoded for a reader, waiting for their message states. */
@@ -57,6 +59,12 @@ export class PartitionReader {
   /** The offset last committed (or found committed at open). */
   private committedOffset = -1;
   private committedMetadata = '';
+  /**
+   * No message at or past this offset has a state in the store (codec.ts): raised, and
+   * committed, before this reader records one; read from the commit at open.
+   */
+  private horizon = 0;
+  private committedHorizon = 0;
   private running = false;
   private stopped = false;
   /** Closed after losing its lease: only the partition's new owner may commit for it. */
@@ -117,6 +125,7 @@ export class PartitionReader {
         this.committedOffset = this.nextOffset;
         this.committedMetadata = metadata ?? '';
         this.settled = decodeSettled(this.nextOffset, metadata);
+        this.horizon = this.committedHorizon = decodeHorizon(metadata);
         break;
       } catch (error) {
         this.parts.failed(`read the committed offset of ${this.where()}`, error);
@@ -172,7 +181,7 @@ export class PartitionReader {
         this.settled.add(offset);
         continue;
       }
-      fresh.push({ delivery, stored: false });
+      fresh.push({ delivery, stored: false, lookUp: offset < this.horizon });
     }
     if (next === from) return undefined;
     return { reader: this, fresh, next, from };
@@ -312,14 +321,29 @@ export class PartitionReader {
     if (this.fenced || !this.running) return undefined;
     const low = this.lowestUnfinished();
     for (const offset of this.settled) if (offset < low) this.settled.delete(offset);
-    const metadata = encodeSettled(low, this.settled);
+    const metadata = encodeSettled(low, this.settled, this.horizon);
     if (low === this.committedOffset && metadata === this.committedMetadata) return undefined;
-    return { partition: this.parts.partition, offset: low, metadata };
+    return { partition: this.parts.partition, offset: low, metadata, horizon: this.horizon };
   }
 
   committed(snapshot: CommitSnapshot): void {
     this.committedOffset = snapshot.offset;
     this.committedMetadata = snapshot.metadata;
+    this.committedHorizon = Math.max(this.committedHorizon, snapshot.horizon);
+  }
+
+  /**
+   * Called before the store records a state (failed attempts, parked) for messages at these
+   * offsets: commits a horizon past them, so that whoever reads the partition next looks them
+   * up. False when this reader may not commit any more (its lease is lost): nothing may be
+   * recorded for it then.
+   */
+  async protectStates(offsets: number[]): Promise<boolean> {
+    const needed = Math.max(...offsets) + 1;
+    if (needed > this.horizon) this.horizon = needed;
+    if (this.committedHorizon >= needed) return true;
+    await this.commit();
+    return this.committedHorizon >= needed;
   }
 
   /** Stops reading; commits what is settled (`commit` false: the lease is lost, a newer owner commits). Held messages go back to the log for the next owner. */
