@@ -1,9 +1,11 @@
 /**
  * Commits the offsets of every partition this process reads for one consumer group with one
- * OffsetCommit (not one per partition): readers with something new to commit join the next
- * request; one request runs at a time, so commits reach the coordinator in order and a later
- * one never lands before an earlier one. A caller's promise resolves once a request that
- * includes its reader's state at the time of the call is written.
+ * OffsetCommit (not one per partition): the readers that settled something in the same turn
+ * go out together at the end of the turn. A request does not wait for the one before it (an
+ * acknowledgement waits for one round trip, not up to two): requests go on the coordinator's
+ * one connection, which Kafka serves in order, so a later commit is not overwritten by an
+ * earlier one. A caller's promise resolves once a request that includes its reader's state at
+ * the time of the call is written.
  */
 import type { RawBroker, RawCluster } from './kafkajs-parts.js';
 
@@ -20,6 +22,8 @@ export interface CommitSnapshot {
   metadata: string;
   /** The reader's store horizon the metadata carries (codec.ts). */
   horizon: number;
+  /** Numbers the reader's snapshots in the order taken. */
+  taken: number;
 }
 
 export interface Committable {
@@ -39,7 +43,6 @@ export interface CommitterParts {
 
 export class GroupCommitter {
   private dirty = new Set<Committable>();
-  private running: Promise<void> | undefined;
   private next: Promise<void> | undefined;
   /** The group's coordinator, found once and again after a failure (FindCoordinator per commit doubled its cost). */
   private coordinator: RawBroker | undefined;
@@ -49,23 +52,12 @@ export class GroupCommitter {
   /** Commits the reader's current state, with the other readers' pending ones. */
   commit(reader: Committable): Promise<void> {
     this.dirty.add(reader);
-    if (this.running === undefined) return this.start();
-    // Everyone arriving during a request shares the one after it.
-    this.next ??= this.running
-      .catch(() => undefined)
-      .then(() => {
-        this.next = undefined;
-        return this.start();
-      });
-    return this.next;
-  }
-
-  private start(): Promise<void> {
-    const run = this.write().finally(() => {
-      this.running = undefined;
+    // Everyone committing in this turn shares one request, sent after the turn's microtasks.
+    this.next ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      this.next = undefined;
+      return this.write();
     });
-    this.running = run;
-    return run;
+    return this.next;
   }
 
   private async write(): Promise<void> {

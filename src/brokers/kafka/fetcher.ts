@@ -16,8 +16,7 @@ import type { PartitionReader } from './partition-reader.js';
  * gets records while the request waits at an idle broker is read only at the next round.
  */
 const FETCH_WAIT_MS = 10;
-/** Per partition and per request. A record batch larger than this still comes (KIP-74). */
-const PARTITION_MAX_BYTES = 1024 * 1024;
+/** Per request (each partition asks for about its reader's room). A record batch larger than this still comes (KIP-74). */
 const FETCH_MAX_BYTES = 8 * 1024 * 1024;
 /** First wait after a failed Fetch; doubles up to RETRY_MAX_MS. */
 const RETRY_MS = 50;
@@ -151,7 +150,7 @@ export class GroupFetcher {
       maxWaitTime: FETCH_WAIT_MS,
       minBytes: 1,
       maxBytes: FETCH_MAX_BYTES,
-      topics: [{ topic: this.parts.kafkaTopic, partitions: readers.map((r) => ({ partition: r.partition, fetchOffset: String(r.position), maxBytes: PARTITION_MAX_BYTES })) }],
+      topics: [{ topic: this.parts.kafkaTopic, partitions: readers.map((r) => ({ partition: r.partition, fetchOffset: String(r.position), maxBytes: r.fetchBytes })) }],
     });
     const rows = new Map<number, (typeof response.responses)[number]['partitions'][number]>();
     for (const topic of response.responses) for (const row of topic.partitions) rows.set(row.partition, row);

@@ -12,6 +12,9 @@ import { decodeHorizon, decodeSettled, encodeSettled, fromRecord } from './codec
 import type { CommitSnapshot, GroupCommitter } from './committer.js';
 import type { RawCluster, RawMessage } from './kafkajs-parts.js';
 
+/** Bounds of what a Fetch asks per partition (fetchBytes). */
+const MIN_FETCH_BYTES = 16 * 1024;
+const MAX_FETCH_BYTES = 1024 * 1024;
 /** First wait after a failed open; doubles up to RETRY_MAX_MS. */
 const RETRY_MS = 50;
 const RETRY_MAX_MS = 2_000;
@@ -65,6 +68,9 @@ export class PartitionReader {
    */
   private horizon = 0;
   private committedHorizon = 0;
+  /** Snapshots taken for commits, and the number of the newest one written. */
+  private snapshots = 0;
+  private committedTaken = 0;
   private running = false;
   private stopped = false;
   /** Closed after losing its lease: only the partition's new owner may commit for it. */
@@ -75,6 +81,8 @@ export class PartitionReader {
   private requests = 0;
   private answered = 0;
   private logEnd = 0;
+  /** Average size of a record read, for sizing Fetches to the room left (starts at 1 KiB). */
+  private recordBytes = 1024;
 
   constructor(private readonly parts: ReaderParts) {}
 
@@ -87,9 +95,17 @@ export class PartitionReader {
     return this.nextOffset;
   }
 
-  /** Open, and room for more records. */
+  /**
+   * Open, and room for more records: a quarter of `prefetch` at least once it was full, so that
+   * a reader drained one message at a time is not fetched for one message at a time (each
+   * Fetch brings at least a whole record batch, of which it would keep one).
+   */
   get wantsRecords(): boolean {
-    return this.running && !this.stopped && this.held.size < this.parts.prefetch;
+    return this.running && !this.stopped && this.held.size <= this.refillBelow;
+  }
+
+  private get refillBelow(): number {
+    return Math.max(0, this.parts.prefetch - Math.max(1, Math.floor(this.parts.prefetch / 4)));
   }
 
   /** Messages held unsettled. */
@@ -171,6 +187,12 @@ export class PartitionReader {
     const from = this.nextOffset;
     const fresh: Held[] = [];
     let next = from;
+    if (messages.length > 0) {
+      let bytes = 0;
+      // Key, value and a record's framing (offsets, timestamp, headers: ~70 bytes in a batch).
+      for (const message of messages) bytes += (message.key?.length ?? 0) + (message.value?.length ?? 0) + 70;
+      this.recordBytes = Math.round((this.recordBytes + bytes / messages.length) / 2);
+    }
     for (const message of messages) {
       const offset = Number(message.offset);
       if (offset < from || this.held.size + fresh.length >= this.parts.prefetch) continue;
@@ -218,6 +240,16 @@ export class PartitionReader {
     return added;
   }
 
+  /**
+   * How many bytes to ask of this partition: about what the room left takes. Kafka returns up
+   * to this much (at least one record batch): asking for 1 MiB with room for 100 records had
+   * kafkajs decode thousands of records only to drop them (and read them again later).
+   */
+  get fetchBytes(): number {
+    const room = Math.max(1, this.parts.prefetch - this.held.size);
+    return Math.min(MAX_FETCH_BYTES, Math.max(MIN_FETCH_BYTES, Math.ceil(room * this.recordBytes * 1.25)));
+  }
+
   /** A Fetch for this reader is sent: its number, for fetchAnswered. */
   fetchSent(): number {
     return ++this.requests;
@@ -233,7 +265,7 @@ export class PartitionReader {
 
   /**
    * Waits until the reader has read past `offset`, or a Fetch sent after the call showed that
-   * the log ends before it, or the reader is full (it reads nothing more until something is
+   * the log ends before it, or the reader is full (it reads nothing more until enough is
    * settled) or closed. `ms` only bounds a reader that cannot read (its leader is away): the
    * wait is for the condition, not for a time, so a slow machine does not turn a message
    * published here into a "missing" one.
@@ -241,7 +273,7 @@ export class PartitionReader {
   async waitForOffset(offset: number, ms: number): Promise<void> {
     const asked = this.requests;
     const waiting = (): boolean =>
-      offset >= this.nextOffset && !this.stopped && this.held.size < this.parts.prefetch && !(this.answered > asked && this.nextOffset >= this.logEnd);
+      offset >= this.nextOffset && !this.stopped && this.held.size <= this.refillBelow && !(this.answered > asked && this.nextOffset >= this.logEnd);
     if (!waiting()) return;
     const deadline = Date.now() + ms;
     while (waiting() && Date.now() < deadline) {
@@ -297,13 +329,13 @@ export class PartitionReader {
 
   /** Settles these messages (acked, or dead without parking) and commits; resolves once the commit is written. */
   async settle(seqs: number[]): Promise<void> {
-    const full = this.held.size >= this.parts.prefetch;
+    const waiting = this.held.size > this.refillBelow;
     for (const seq of seqs) {
       const offset = seq - 1;
       if (!this.held.delete(offset)) continue;
       this.settled.add(offset);
     }
-    if (full && this.held.size < this.parts.prefetch) this.parts.readable();
+    if (waiting && this.held.size <= this.refillBelow) this.parts.readable();
     await this.commit();
   }
 
@@ -323,10 +355,13 @@ export class PartitionReader {
     for (const offset of this.settled) if (offset < low) this.settled.delete(offset);
     const metadata = encodeSettled(low, this.settled, this.horizon);
     if (low === this.committedOffset && metadata === this.committedMetadata) return undefined;
-    return { partition: this.parts.partition, offset: low, metadata, horizon: this.horizon };
+    return { partition: this.parts.partition, offset: low, metadata, horizon: this.horizon, taken: ++this.snapshots };
   }
 
   committed(snapshot: CommitSnapshot): void {
+    // Requests may answer out of order (one failed and was retried): only a newer one counts.
+    if (snapshot.taken < this.committedTaken) return;
+    this.committedTaken = snapshot.taken;
     this.committedOffset = snapshot.offset;
     this.committedMetadata = snapshot.metadata;
     this.committedHorizon = Math.max(this.committedHorizon, snapshot.horizon);
