@@ -97,8 +97,11 @@ export class KafkaBroker implements Broker {
   private reservationCounter = 0;
   private closed = false;
 
+  private readonly cluster: RawCluster;
+  private readonly commitCluster: RawCluster;
+
   constructor(
-    private readonly cluster: RawCluster,
+    clusters: { reads: RawCluster; commits: RawCluster },
     private readonly publisher: CoalescingPublisher,
     private readonly closeClients: () => Promise<void>,
     private readonly store: CoordinationStore,
@@ -107,6 +110,8 @@ export class KafkaBroker implements Broker {
     events = new BrokerEventEmitter(),
   ) {
     this.events = events;
+    this.cluster = clusters.reads;
+    this.commitCluster = clusters.commits;
     this.housekeeping = setInterval(() => void this.store.housekeeping().catch((error: unknown) => this.events.failed('delete expired store records', error)), 60_000);
     this.housekeeping.unref();
   }
@@ -302,7 +307,7 @@ export class KafkaBroker implements Broker {
       const failed = (operation: string, error: unknown): void => this.events.failed(operation, error);
       parts = {
         fetcher: new GroupFetcher({ cluster: this.cluster, store: this.store, topic, group, kafkaTopic, arrived: (partition) => this.notify(topic, partition), failed }),
-        committer: new GroupCommitter({ cluster: this.cluster, kafkaTopic, kafkaGroup, failed }),
+        committer: new GroupCommitter({ cluster: this.commitCluster, kafkaTopic, kafkaGroup, failed }),
       };
       this.groups.set(key, parts);
     }
