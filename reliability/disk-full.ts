@@ -50,7 +50,8 @@ export async function runDiskFull(): Promise<DiskFullReport> {
   try {
     let url = '';
     for (let i = 0; i < 600 && url === ''; i++) {
-      const match = lines.map((l) => /^\s+http\s+(http:\/\/\S+)/.exec(l)).find((m) => m !== null);
+      // The start banner goes to stderr (stdout carries the JSON log lines).
+      const match = [...lines, ...stderr.split('\n')].map((l) => /^\s+http\s+(http:\/\/\S+)/.exec(l)).find((m) => m !== null);
       if (match) url = match[1]!;
       else await sleep(50);
     }
