@@ -29,6 +29,7 @@ import { missingServices, RABBITMQ_URL, STORE_URL } from '../test/support/servic
 import { check, type CheckResult, type LedgerEntry } from './checker.js';
 import { EffectStore } from './effects.js';
 import type { WorkerConfig } from './worker.js';
+import { publishPaced } from './worker-processes.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(here, '..');
@@ -339,26 +340,8 @@ export async function runNetworkCut(s: NetworkCutScenario, seed: number): Promis
     await waitFor(() => inside.lines.some((l) => l.line.startsWith('assigned ')), 30_000);
 
     const ledger: LedgerEntry[] = Array.from({ length: s.messages }, (_, i) => ({ id: `e-${seed}-${i}`, key: `k${i % s.keys}`, seq: Math.floor(i / s.keys), outcome: 'unknown' as const }));
-    const chains = 8;
-    const batch = 20;
     const publishStart = Date.now();
-    const publisher = Promise.all(
-      Array.from({ length: chains }, async (_, c) => {
-        const mine = ledger.filter((_e, i) => (i % s.keys) % chains === c);
-        for (let from = 0; from < mine.length; from += batch) {
-          const slice = mine.slice(from, from + batch);
-          const dueAt = publishStart + ((from * chains) / s.rate) * 1_000;
-          if (dueAt > Date.now()) await sleep(dueAt - Date.now());
-          try {
-            await bq!.publishBatch(topic, slice.map((e) => ({ key: e.key, id: e.id, payload: { seq: e.seq } })));
-            const now = Date.now();
-            for (const e of slice) Object.assign(e, { outcome: 'ok', ackedAt: now });
-          } catch {
-            // Left 'unknown': not owed.
-          }
-        }
-      }),
-    );
+    const publisher = publishPaced(bq, topic, ledger, s.keys, s.rate, (e) => ({ seq: e.seq }));
 
     // The cut.
     await sleep(Math.max(0, publishStart + s.cutAtMs - Date.now()));

@@ -22,6 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { connect } from '../src/index.js';
 import type { PowerLossPublisherConfig } from './power-loss-publisher.js';
+import { seededRandom } from '../test/support/worker-fleet.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(here, '..');
@@ -67,16 +68,6 @@ export function buildPowerLossShim(): string | undefined {
   return undefined;
 }
 
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The publisher under the shim until `cutAfterMs` past its first ack; then SIGKILL. Returns its acks and what it said. */
 async function publishUntilCut(config: PowerLossPublisherConfig, data: string, shadow: string, cutAfterMs: number): Promise<{ acks: string[]; settings: string }> {
@@ -176,7 +167,7 @@ async function runMode(mode: PowerLossMode, cuts: number, random: () => number):
 export async function runPowerLoss(cuts: number, seed: number, modes: readonly PowerLossMode[] = ['default', 'NORMAL', 'OFF']): Promise<PowerLossReport> {
   const problem = buildPowerLossShim();
   if (problem !== undefined) return { modes: [], skipped: problem };
-  const random = seeded(seed ^ 0x0ff);
+  const random = seededRandom(seed ^ 0x0ff);
   const reports: PowerLossModeReport[] = [];
   for (const mode of modes) reports.push(await runMode(mode, cuts, random));
   return { modes: reports };

@@ -12,7 +12,7 @@
  * Exit code 1 when any target is missed (lost, duplicate effects, order violations, stuck,
  * unexpected, poison not dead-lettered after exactly maxAttempts tries).
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -20,9 +20,12 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
+import { registerTopicCreator } from '../src/brokers/kafka/index.js';
+import { KafkaNames } from '../src/brokers/kafka/kafka-broker.js';
 import { Names } from '../src/brokers/rabbitmq/names.js';
 import { connect, type Botqueue } from '../src/index.js';
 import { dropPostgresSchema } from '../src/stores/postgres/index.js';
+import { MockKafkaCluster } from '../test/support/kafka-cluster.js';
 import { RABBITMQ_URL, STORE_URL } from '../test/support/services.js';
 import { check, latencyP99, type CheckResult, type LedgerEntry } from './checker.js';
 import { EffectStore } from './effects.js';
@@ -31,24 +34,15 @@ import { networkCutTargetsMissed, runNetworkCut, type NetworkCutReport } from '.
 import { powerLossTargetsMissed, runPowerLoss, type PowerLossReport } from './power-loss.js';
 import type { WorkerConfig } from './worker.js';
 import { runWebhookFuzz, type WebhookFuzzReport } from './webhooks.js';
+import { seededRandom } from '../test/support/worker-fleet.js';
+import { dlqIds, publishPaced, startWorker, stopWorkers, waitUntil, type WorkerProc } from './worker-processes.js';
 import { brokerKillTargetsMissed, DEFAULT_BROKER_KILL, runBrokerKill, type BrokerKillReport } from './rabbitmq-node.js';
 import { DEFAULT_OVERLOAD, overloadTargetsMissed, runOverload, type OverloadReport } from './overload.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(here, '..');
-const WORKER = join(here, 'worker.ts');
 
-/** mulberry32: a small seeded generator, so that a printed seed replays the same run. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom } from '../test/support/worker-fleet.js';
 
 export interface Scenario {
   name: string;
@@ -69,34 +63,14 @@ export interface Scenario {
   outage?: { atMs: number; forMs: number };
   /** The window left out of the other keys' latency; the outage's by default (a baseline names its scenario's). */
   latencyExclude?: { atMs: number; forMs: number };
-  /** Where the messages live: a SQLite file (default), or the shared RabbitMQ with a PostgreSQL store (own namespace and schema, removed after). */
-  backend?: 'sqlite' | 'rabbitmq';
+  /**
+   * Where the messages live: a SQLite file (default), the shared RabbitMQ with a PostgreSQL
+   * store, or a librdkafka mock cluster started for the run with a PostgreSQL store (own
+   * namespace and schema, removed after).
+   */
+  backend?: 'sqlite' | 'rabbitmq' | 'kafka';
 }
 
-interface WorkerProc {
-  proc: ChildProcessWithoutNullStreams;
-  lines: string[];
-  exited: Promise<void>;
-}
-
-function startWorker(config: WorkerConfig): WorkerProc {
-  const proc = spawn(process.execPath, ['--import', 'tsx', WORKER, JSON.stringify(config)], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
-  const lines: string[] = [];
-  createInterface({ input: proc.stdout }).on('line', (line) => lines.push(line));
-  proc.stderr.on('data', () => undefined);
-  const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
-  return { proc, lines, exited };
-}
-
-async function waitUntil(what: string, condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await condition()) return true;
-    await sleep(50);
-  }
-  process.stderr.write(`reliability: gave up waiting for ${what} after ${timeoutMs} ms\n`);
-  return false;
-}
 
 /** f: the p99 of keys without poison, outside the outage, against the same run without poison or outage. */
 export interface OtherKeysLatency {
@@ -137,17 +111,6 @@ export interface ScenarioReport {
   result: CheckResult;
 }
 
-async function dlqIds(bq: Botqueue, topic: string): Promise<string[]> {
-  const ids: string[] = [];
-  let after = 0;
-  for (let page = 0; page < 1_000; page++) {
-    const letters = await bq.deadLetters.list({ topic, limit: 1_000, afterDlqId: after });
-    if (letters.length === 0) break;
-    for (const l of letters) ids.push(l.id);
-    after = letters[letters.length - 1]!.dlqId;
-  }
-  return ids;
-}
 
 export async function runScenario(s: Scenario, seed: number): Promise<ScenarioReport> {
   const started = Date.now();
@@ -155,7 +118,18 @@ export async function runScenario(s: Scenario, seed: number): Promise<ScenarioRe
   const dir = mkdtempSync(join(tmpdir(), `botqueue-reliability-${s.name}-`));
   // The shared RabbitMQ is only used, never stopped: workers are killed, not the broker.
   const namespace = `rela${process.pid}_${Date.now() % 1_000_000}`;
-  const url = s.backend === 'rabbitmq' ? `${RABBITMQ_URL}?namespace=${namespace}&store=${encodeURIComponent(STORE_URL)}` : `sqlite:${join(dir, 'bq.db')}`;
+  let cluster: MockKafkaCluster | undefined;
+  if (s.backend === 'kafka') {
+    cluster = await MockKafkaCluster.start();
+    const started = cluster;
+    // The mock refuses the Admin API: topics are made through its C API (see test/support/kafka-cluster.ts).
+    registerTopicCreator(started.bootstraps, (name, partitions) => started.createTopic(name, partitions));
+  }
+  const store = encodeURIComponent(STORE_URL);
+  const url =
+    s.backend === 'rabbitmq' ? `${RABBITMQ_URL}?namespace=${namespace}&store=${store}`
+    : cluster !== undefined ? `kafka://${cluster.bootstraps.join(',')}?namespace=${namespace}&store=${store}`
+    : `sqlite:${join(dir, 'bq.db')}`;
   const effectsFile = join(dir, 'effects.db');
   const downFile = join(dir, 'downstream-down');
   const topic = 'rel';
@@ -186,28 +160,9 @@ export async function runScenario(s: Scenario, seed: number): Promise<ScenarioRe
       outcome: 'unknown' as const,
       poison: random() < s.poisonRate,
     }));
-    const chains = 8;
-    const batch = 20;
     const publishStart = Date.now();
     let publishing = true;
-    const publisher = Promise.all(
-      Array.from({ length: chains }, async (_, c) => {
-        const mine = ledger.filter((_e, i) => (i % s.keys) % chains === c);
-        for (let from = 0; from < mine.length; from += batch) {
-          const slice = mine.slice(from, from + batch);
-          // Pace to the scenario's rate overall: chain c is due to have sent `from` by now.
-          const dueAt = publishStart + ((from * chains) / s.rate) * 1_000;
-          if (dueAt > Date.now()) await sleep(dueAt - Date.now());
-          try {
-            await bq!.publishBatch(topic, slice.map((e) => ({ key: e.key, id: e.id, payload: e.poison === true ? { seq: e.seq, poison: true } : { seq: e.seq } })));
-            const now = Date.now();
-            for (const e of slice) Object.assign(e, { outcome: 'ok', ackedAt: now });
-          } catch {
-            // Left 'unknown': not owed, but its key's later messages may still be (the checker allows it).
-          }
-        }
-      }),
-    ).then(() => {
+    const publisher = publishPaced(bq, topic, ledger, s.keys, s.rate, (e) => (e.poison === true ? { seq: e.seq, poison: true } : { seq: e.seq })).then(() => {
       publishing = false;
     });
 
@@ -278,8 +233,7 @@ export async function runScenario(s: Scenario, seed: number): Promise<ScenarioRe
     const deadLetters = await dlqIds(bq, topic);
     // The paused worker, continued, finds its partitions taken: its settlements are refused (fenced) and it says so.
     const lateSettlesRefused = pausedWorker?.lines.filter((l) => l.startsWith('lease-lost')).length ?? 0;
-    for (const w of workers) w.proc.kill('SIGTERM');
-    await Promise.race([Promise.all(workers.map((w) => w.exited)), sleep(15_000)]);
+    await stopWorkers(workers, 15_000);
     const store = new EffectStore(effectsFile);
     const effects = store.readEffects();
     // Keys without poison, published outside the outage: from 1 s before it until the backlog it
@@ -321,6 +275,11 @@ export async function runScenario(s: Scenario, seed: number): Promise<ScenarioRe
     if (s.backend === 'rabbitmq') await bq?.deleteTopic(topic).catch(() => undefined);
     await bq?.close().catch(() => undefined);
     if (s.backend === 'rabbitmq') await dropPostgresSchema(STORE_URL, new Names(namespace).schema).catch(() => undefined);
+    if (cluster !== undefined) {
+      await dropPostgresSchema(STORE_URL, new KafkaNames(namespace).schema).catch(() => undefined);
+      registerTopicCreator(cluster.bootstraps, undefined);
+      await cluster.stop().catch(() => undefined);
+    }
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -407,6 +366,7 @@ export function scenarios(scale: number): Scenario[] {
   return [
     { name: 'a', title: 'worker chaos: SIGKILL a random worker every 0.5-3 s, SIGSTOP one past its lease', messages: 20_000 * scale, keys: 1_000, rate: 400, workers: 3, leaseMs: 1_500, maxAttempts: 5, handlerMaxMs: 4, poisonRate: 0, kills: true, pause: true },
     { name: 'a-rabbitmq', title: 'worker chaos on RabbitMQ (PostgreSQL store): SIGKILL a random worker every 0.5-3 s, SIGSTOP one past its lease', messages: 6_000 * scale, keys: 300, rate: 300, workers: 3, leaseMs: 2_000, maxAttempts: 5, handlerMaxMs: 4, poisonRate: 0, kills: true, pause: true, backend: 'rabbitmq' },
+    { name: 'a-kafka', title: 'worker chaos on Kafka (librdkafka mock cluster, PostgreSQL store): SIGKILL a random worker every 0.5-3 s, SIGSTOP one past its lease', messages: 6_000 * scale, keys: 300, rate: 300, workers: 3, leaseMs: 3_000, maxAttempts: 5, handlerMaxMs: 4, poisonRate: 0, kills: true, pause: true, backend: 'kafka' },
     { name: 'f', title: 'poison (1%) and a downstream failing for 20 s', messages: 6_000 * scale, keys: 500, rate: 200, workers: 3, leaseMs: 3_000, maxAttempts: 4, handlerMaxMs: 4, poisonRate: 0.01, kills: false, pause: false, outage: { atMs: 5_000, forMs: 20_000 } },
   ];
 }

@@ -1,7 +1,6 @@
 /**
- * What the broker-kill (d) and overload (g) scenarios share: reliability/worker.ts started as a
- * real process, waiting for a condition with a bound, and the ids in a topic's dead-letter queue.
- * (run.ts keeps its own copies: it is the entry point, and importing it from here would be a cycle.)
+ * What the scenarios share: reliability/worker.ts started as a real process, stopping them,
+ * waiting for a condition with a bound, and the ids in a topic's dead-letter queue.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -9,6 +8,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Botqueue } from '../src/index.js';
+import type { LedgerEntry } from './checker.js';
 import type { WorkerConfig } from './worker.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -61,4 +61,34 @@ export async function dlqIds(bq: Botqueue, topic: string): Promise<string[]> {
     after = letters[letters.length - 1]!.dlqId;
   }
   return ids;
+}
+
+/**
+ * Publishes the ledger at `rate` msg/s overall, in batches of 20 over 8 chains (a key always in
+ * the same chain, so each key's publishes stay in order). An entry becomes 'ok' with its ackedAt
+ * when its batch is acknowledged; a failed batch stays 'unknown' (not owed; its key's later
+ * messages may still be, which the checker allows).
+ */
+export function publishPaced(bq: Botqueue, topic: string, ledger: LedgerEntry[], keys: number, rate: number, payloadOf: (entry: LedgerEntry) => unknown): Promise<void> {
+  const chains = 8;
+  const batch = 20;
+  const publishStart = Date.now();
+  return Promise.all(
+    Array.from({ length: chains }, async (_, c) => {
+      const mine = ledger.filter((_e, i) => (i % keys) % chains === c);
+      for (let from = 0; from < mine.length; from += batch) {
+        const slice = mine.slice(from, from + batch);
+        // Pace to the rate overall: chain c is due to have sent `from` by now.
+        const dueAt = publishStart + ((from * chains) / rate) * 1_000;
+        if (dueAt > Date.now()) await sleep(dueAt - Date.now());
+        try {
+          await bq.publishBatch(topic, slice.map((e) => ({ key: e.key, id: e.id, payload: payloadOf(e) })));
+          const now = Date.now();
+          for (const e of slice) Object.assign(e, { outcome: 'ok', ackedAt: now });
+        } catch {
+          // Left 'unknown'.
+        }
+      }
+    }),
+  ).then(() => undefined);
 }
