@@ -33,6 +33,7 @@ import { runDiskFull, type DiskFullReport } from './disk-full.js';
 import { networkCutTargetsMissed, runNetworkCut, type NetworkCutReport } from './network-cut.js';
 import { powerLossTargetsMissed, runPowerLoss, type PowerLossReport } from './power-loss.js';
 import type { WorkerConfig } from './worker.js';
+import { runOutbound } from './outbound.js';
 import { runWebhookFuzz, type WebhookFuzzReport } from './webhooks.js';
 import { seededRandom } from '../test/support/worker-fleet.js';
 import { dlqIds, publishPaced, startWorker, stopWorkers, waitUntil, type WorkerProc } from './worker-processes.js';
@@ -107,6 +108,7 @@ export interface ScenarioReport {
     overload?: OverloadReport;
     networkCut?: Omit<NetworkCutReport, 'result'>;
     powerLoss?: PowerLossReport;
+    outbound?: { senderKills: number; rateLimited: number; requests: number };
   };
   result: CheckResult;
 }
@@ -387,6 +389,7 @@ export function summaryLine(reports: ScenarioReport[], soak: boolean): string {
     ...reports.flatMap((r) => (r.faults.overload === undefined ? [] : [`overload at ${r.faults.overload.sentRate}/${r.faults.overload.capacity} msg/s (${Object.entries(r.faults.overload.shed).map(([status, n]) => `${n} shed ${status}`).join(', ') || 'none shed'}, backlog max ${r.faults.overload.backlogMax}/${r.faults.overload.maxBacklog}, RSS max ${Math.round(r.faults.overload.rss.maxKiB / 1_024)} MiB)`])),
     ...reports.flatMap((r) => (r.faults.networkCut === undefined ? [] : [networkCutPhrase(r.faults.networkCut)])),
     ...reports.flatMap((r) => (r.faults.powerLoss === undefined ? [] : [powerLossPhrase(r.faults.powerLoss)])),
+    ...reports.flatMap((r) => (r.faults.outbound === undefined ? [] : [`${r.faults.outbound.senderKills} sender SIGKILLs with ${r.faults.outbound.rateLimited} platform 429s`])),
   ].join(', ');
   const poison = sum((r) => r.result.poisonInjected);
   const hooks = reports.flatMap((r) => (r.faults.webhooks === undefined ? [] : [r.faults.webhooks]));
@@ -444,6 +447,11 @@ export function targetsMissed(report: ScenarioReport): string[] {
   if (cut !== undefined && (cut.skipped === undefined || ci)) missed.push(...networkCutTargetsMissed({ ...cut, result: report.result }));
   const power = report.faults.powerLoss;
   if (power !== undefined && (power.skipped === undefined || ci)) missed.push(...powerLossTargetsMissed(power));
+  const out = report.faults.outbound;
+  if (out !== undefined) {
+    if (out.senderKills === 0) missed.push('o: no sender was killed');
+    if (out.rateLimited === 0) missed.push('o: the throttled chat was never answered 429');
+  }
   const full = report.faults.diskFull;
   if (full !== undefined && full.skipped === undefined) {
     if (!full.recovered) missed.push('c: no recovery after the disk was grown (or it never filled)');
@@ -460,7 +468,7 @@ async function main(): Promise<void> {
   const writerKills = only === undefined || only.includes('b') ? (values.soak ? 1_000 : 200) : 0;
   const started = Date.now();
   const wanted = (name: string): boolean => only === undefined || only.includes(name);
-  console.log(`reliability: seed ${seed} (replay with -- --seed ${seed}); scenarios ${[...chosen.map((s) => s.name), ...['b', 'c', 'd', 'e', 'g', 'h', 'p'].filter((n) => (n === 'b' ? writerKills > 0 : wanted(n)))].join(', ')}${values.soak ? ' (soak)' : ''}`);
+  console.log(`reliability: seed ${seed} (replay with -- --seed ${seed}); scenarios ${[...chosen.map((s) => s.name), ...['b', 'c', 'd', 'e', 'g', 'h', 'o', 'p'].filter((n) => (n === 'b' ? writerKills > 0 : wanted(n)))].join(', ')}${values.soak ? ' (soak)' : ''}`);
   const reports: ScenarioReport[] = [];
   for (const s of chosen) {
     // A storm's cost to other keys is measured against the same load without poison or outage.
@@ -523,6 +531,17 @@ async function main(): Promise<void> {
       if (result.lostIds.length > 0) console.log(`    lost e.g. ${result.lostIds.join(', ')}`);
       if (Object.keys(cut.deadLetterErrors).length > 0) console.log(`    dead-lettered: ${JSON.stringify(cut.deadLetterErrors)}`);
     }
+  }
+  if (wanted('o')) {
+    const report = await runOutbound({ chats: 100, perChat: 20 * (values.soak ? 6 : 1), rate: 200, apiDelayMs: 20 }, seed);
+    reports.push(report);
+    const r = report.result;
+    console.log(
+      `  o. ${report.title}: ${r.acknowledged} replies acknowledged in ${Math.round(report.durationMs / 1_000)} s; sender kills ${report.faults.outbound?.senderKills}, 429s ${report.faults.outbound?.rateLimited}, API calls ${report.faults.outbound?.requests}; ` +
+        `lost ${r.lost}, stuck ${r.stuck}, unexpected ${r.unexpected}, sent twice ${r.duplicateEffects} (+${r.crashWindowDuplicates} in flight at a kill), order violations ${r.orderViolations}`,
+    );
+    if (r.lostIds.length > 0) console.log(`    lost e.g. ${r.lostIds.join(', ')}`);
+    if (r.orderViolationSamples.length > 0) console.log(`    order e.g. ${r.orderViolationSamples.join('; ')}`);
   }
   if (wanted('p')) {
     const started = Date.now();

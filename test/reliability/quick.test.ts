@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { runKillWrites, runScenario, scenarios, seededRandom, targetsMissed } from '../../reliability/run.js';
 import { runDiskFull } from '../../reliability/disk-full.js';
+import { runOutbound } from '../../reliability/outbound.js';
 import { runWebhookFuzz } from '../../reliability/webhooks.js';
 
 const seed = Number(process.env.BOTQUEUE_RELIABILITY_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -53,4 +54,12 @@ test('disk full (SQLite on a 3 MiB tmpfs in a private mount namespace): only 202
   assert.deepEqual(Object.keys(report.refused).filter((status) => status !== '503'), [], 'no refusal other than 503');
   assert.equal(report.mismatch, 0, 'stored = acknowledged');
   assert.equal(report.recovered, true, 'publishing recovered once the disk was grown');
+});
+
+test(`replies out: sender processes SIGKILLed mid-run, one chat throttled: no reply lost, none sent twice outside the in-flight window, each chat in order (seed ${seed})`, { timeout: 120_000 }, async (t) => {
+  const report = await runOutbound({ chats: 50, perChat: 12, rate: 100, apiDelayMs: 20 }, seed);
+  t.diagnostic(JSON.stringify({ ...report.faults.outbound, ...report.result, lostIds: undefined }));
+  assert.ok((report.faults.outbound?.senderKills ?? 0) >= 1, 'a sender was killed');
+  assert.equal(report.result.acknowledged, 600);
+  assert.deepEqual(targetsMissed(report), []);
 });
