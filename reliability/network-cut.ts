@@ -364,11 +364,23 @@ export async function runNetworkCut(s: NetworkCutScenario, seed: number): Promis
     await publisher;
     const publishMs = Date.now() - publishStart;
     let backlog = -1;
-    await waitFor(async () => {
-      const [stats] = await bq!.stats(topic);
-      backlog = stats?.groups[0]?.backlog ?? -1;
-      return backlog === 0;
-    }, 120_000);
+    // Drained: no backlog, and every acknowledged message has its effect or is a dead letter
+    // (RabbitMQ's backlog counts ready messages and the owners' last reports, so it can read 0
+    // while a member that just came back still holds deliveries).
+    const owed = ledger.filter((e) => e.outcome === 'ok');
+    const probe = new EffectStore(effectsFile);
+    try {
+      await waitFor(async () => {
+        const [stats] = await bq!.stats(topic);
+        backlog = stats?.groups[0]?.backlog ?? -1;
+        if (backlog !== 0) return false;
+        const letters = await bq!.deadLetters.list({ topic, limit: 10_000 });
+        const done = new Set([...probe.readEffects().map((e) => e.id), ...letters.map((l) => l.id)]);
+        return owed.every((e) => done.has(e.id));
+      }, 90_000);
+    } finally {
+      probe.close();
+    }
     // The cut-off worker must have come back: give it the time a reconnect and a rebalance take.
     await waitFor(() => inside.lines.some((l) => l.at >= restoredAt && l.line.startsWith('assigned ')), 30_000);
     const after = inside.lines.filter((l) => l.at >= cutAt);
