@@ -370,6 +370,7 @@ export function scenarios(scale: number): Scenario[] {
     { name: 'a-rabbitmq', title: 'worker chaos on RabbitMQ (PostgreSQL store): SIGKILL a random worker every 0.5-3 s, SIGSTOP one past its lease', messages: 6_000 * scale, keys: 300, rate: 300, workers: 3, leaseMs: 2_000, maxAttempts: 5, handlerMaxMs: 4, poisonRate: 0, kills: true, pause: true, backend: 'rabbitmq' },
     { name: 'a-kafka', title: 'worker chaos on Kafka (librdkafka mock cluster, PostgreSQL store): SIGKILL a random worker every 0.5-3 s, SIGSTOP one past its lease', messages: 6_000 * scale, keys: 300, rate: 300, workers: 3, leaseMs: 3_000, maxAttempts: 5, handlerMaxMs: 4, poisonRate: 0, kills: true, pause: true, backend: 'kafka' },
     { name: 'f', title: 'poison (1%) and a downstream failing for 20 s', messages: 6_000 * scale, keys: 500, rate: 200, workers: 3, leaseMs: 3_000, maxAttempts: 4, handlerMaxMs: 4, poisonRate: 0.01, kills: false, pause: false, outage: { atMs: 5_000, forMs: 20_000 } },
+    { name: 'f-rabbitmq', title: 'poison (1%) and a downstream failing for 20 s, on RabbitMQ (PostgreSQL store)', messages: 6_000 * scale, keys: 500, rate: 200, workers: 3, leaseMs: 3_000, maxAttempts: 4, handlerMaxMs: 4, poisonRate: 0.01, kills: false, pause: false, outage: { atMs: 5_000, forMs: 20_000 }, backend: 'rabbitmq' },
   ];
 }
 
