@@ -39,6 +39,9 @@ import { EffectStore } from './effects.js';
 import type { ScenarioReport } from './run.js';
 import type { WorkerConfig } from './worker.js';
 import { dlqIds, startWorker, stopWorkers, waitUntil, type WorkerProc } from './worker-processes.js';
+import { Names } from '../src/brokers/rabbitmq/names.js';
+import { dropPostgresSchema } from '../src/stores/postgres/index.js';
+import { RABBITMQ_URL, STORE_URL } from '../test/support/services.js';
 
 export interface OverloadOptions {
   maxBacklog: number;
@@ -57,6 +60,8 @@ export interface OverloadOptions {
   /** Producers (each owns keys % producers and sends one batch at a time). */
   producers: number;
   batch: number;
+  /** The service's broker: a SQLite file (default), or the shared RabbitMQ with a PostgreSQL store of its own (removed after). */
+  backend?: 'sqlite' | 'rabbitmq';
 }
 
 export const DEFAULT_OVERLOAD: OverloadOptions = { maxBacklog: 1_000, partitions: 8, workers: 2, concurrency: 2, handlerMaxMs: 40, overloadMs: 30_000, factor: 2, keys: 400, payloadBytes: 1_000, producers: 8, batch: 10 };
@@ -166,7 +171,8 @@ class Chain {
 export async function runOverload(o: OverloadOptions, seed: number): Promise<ScenarioReport> {
   const started = Date.now();
   const dir = mkdtempSync(join(tmpdir(), 'botqueue-reliability-g-'));
-  const dbUrl = `sqlite:${join(dir, 'bq.db')}`;
+  const namespace = `relg${process.pid}_${Date.now() % 1_000_000}`;
+  const dbUrl = o.backend === 'rabbitmq' ? `${RABBITMQ_URL}?namespace=${namespace}&store=${encodeURIComponent(STORE_URL)}` : `sqlite:${join(dir, 'bq.db')}`;
   const effectsFile = join(dir, 'effects.db');
   writeFileSync(join(dir, 'botqueue.config.json'), JSON.stringify({ shutdownTimeoutMs: 3_000, topics: { [TOPIC]: { partitions: o.partitions, maxBacklog: o.maxBacklog } } }));
   const env: NodeJS.ProcessEnv = {};
@@ -336,6 +342,12 @@ export async function runOverload(o: OverloadOptions, seed: number): Promise<Sce
     await Promise.race([serviceExited, sleep(10_000, undefined, { ref: false })]);
     service.kill('SIGKILL');
     await serviceExited;
+    if (o.backend === 'rabbitmq') {
+      const cleanup = await connect(dbUrl).catch(() => undefined);
+      await cleanup?.deleteTopic(TOPIC).catch(() => undefined);
+      await cleanup?.close().catch(() => undefined);
+      await dropPostgresSchema(STORE_URL, new Names(namespace).schema).catch(() => undefined);
+    }
     rmSync(dir, { recursive: true, force: true });
   }
 }

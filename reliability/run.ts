@@ -469,7 +469,7 @@ async function main(): Promise<void> {
   const writerKills = only === undefined || only.includes('b') ? (values.soak ? 1_000 : 200) : 0;
   const started = Date.now();
   const wanted = (name: string): boolean => only === undefined || only.includes(name);
-  console.log(`reliability: seed ${seed} (replay with -- --seed ${seed}); scenarios ${[...chosen.map((s) => s.name), ...['b', 'c', 'd', 'e', 'g', 'h', 'o', 'p'].filter((n) => (n === 'b' ? writerKills > 0 : wanted(n)))].join(', ')}${values.soak ? ' (soak)' : ''}`);
+  console.log(`reliability: seed ${seed} (replay with -- --seed ${seed}); scenarios ${[...chosen.map((s) => s.name), ...['b', 'c', 'd', 'e', 'g', 'g-rabbitmq', 'h', 'o', 'p'].filter((n) => (n === 'b' ? writerKills > 0 : wanted(n)))].join(', ')}${values.soak ? ' (soak)' : ''}`);
   const reports: ScenarioReport[] = [];
   for (const s of chosen) {
     // A storm's cost to other keys is measured against the same load without poison or outage.
@@ -591,14 +591,18 @@ async function main(): Promise<void> {
     if (b.skipped !== undefined) console.warn(`\n*** reliability: scenario d SKIPPED: ${b.skipped} ***\n`);
     if (r.lostIds.length > 0) console.log(`    lost e.g. ${r.lostIds.join(', ')}`);
   }
-  if (only === undefined || only.includes('g')) {
-    const report = await runOverload(values.soak ? { ...DEFAULT_OVERLOAD, overloadMs: DEFAULT_OVERLOAD.overloadMs * 6 } : DEFAULT_OVERLOAD, seed);
+  for (const backend of ['sqlite', 'rabbitmq'] as const) {
+    const name = backend === 'sqlite' ? 'g' : 'g-rabbitmq';
+    if (!wanted(name)) continue;
+    const base = { ...DEFAULT_OVERLOAD, backend };
+    const report = await runOverload(values.soak ? { ...base, overloadMs: base.overloadMs * 6 } : base, seed);
+    report.scenario = name;
     reports.push(report);
     const g = report.faults.overload!;
     const r = report.result;
     const mib = (kib: number): string => (kib / 1_024).toFixed(1);
     console.log(
-      `  g. ${report.title}: capacity ${g.capacity} msg/s, offered ${g.sentRate} msg/s; ${r.acknowledged} acknowledged, shed ${JSON.stringify(g.shed)} in ${g.shedRequests} requests (first after ${g.firstShedAtMs} ms, ${g.shedWithoutRetryAfter} without Retry-After), other answers ${JSON.stringify(g.otherAnswers)}; ` +
+      `  ${name}. ${report.title}${backend === 'rabbitmq' ? ' (on RabbitMQ)' : ''}: capacity ${g.capacity} msg/s, offered ${g.sentRate} msg/s; ${r.acknowledged} acknowledged, shed ${JSON.stringify(g.shed)} in ${g.shedRequests} requests (first after ${g.firstShedAtMs} ms, ${g.shedWithoutRetryAfter} without Retry-After), other answers ${JSON.stringify(g.otherAnswers)}; ` +
         `backlog max ${g.backlogMax} (maxBacklog ${g.maxBacklog} + ${g.backlogSlack} in flight); RSS min/median/max ${mib(g.rss.minKiB)}/${mib(g.rss.medianKiB)}/${mib(g.rss.maxKiB)} MiB over ${g.rss.samples} samples, baseline ${mib(g.rss.baselineKiB)} MiB (allowed +${mib(g.rss.allowedGrowthKiB)}), halves' max ${mib(g.rss.firstHalfMaxKiB)} → ${mib(g.rss.secondHalfMaxKiB)} MiB; ` +
         `lost ${r.lost}, stuck ${r.stuck}, unexpected ${r.unexpected}, duplicate effects ${r.duplicateEffects}, order violations ${r.orderViolations}; ${Math.round(report.durationMs / 1_000)} s`,
     );
