@@ -107,9 +107,13 @@ export class MessageContext implements HandlerContext {
     private readonly staged?: StagedPublish[],
   ) {}
 
-  /** Resolves once every staged publish of this attempt is validated; rejects if one failed. */
+  /**
+   * Resolves once every staged publish of this attempt is validated. One that failed was not
+   * staged, and its caller got the error: a handler that caught it decided, so it does not fail
+   * the attempt here.
+   */
   whenStaged(): Promise<unknown> | undefined {
-    return this.preparing === undefined ? undefined : Promise.all(this.preparing);
+    return this.preparing === undefined ? undefined : Promise.allSettled(this.preparing);
   }
 
   get signal(): AbortSignal {

@@ -172,10 +172,7 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
       // Publishes staged but not awaited by the handler are waited for: the ack must carry them.
       const staging = ctx.whenStaged();
       if (staging === undefined) return this.handled(item, schedulerKey, releaseSlot, false, undefined);
-      return staging.then(
-        () => this.handled(item, schedulerKey, releaseSlot, false, undefined),
-        (error: unknown) => this.handled(item, schedulerKey, releaseSlot, true, error),
-      );
+      return staging.then(() => this.handled(item, schedulerKey, releaseSlot, false, undefined));
     };
     // A handler that finished synchronously costs no extra turn.
     if (!isThenable(result)) return succeeded();

@@ -67,6 +67,27 @@ describe('ctx.reply, ctx.publish, bq.send', () => {
     }
   });
 
+  test('on SQLite a publish the handler did not await is still stored with the ack, and one it caught does not fail the attempt', async () => {
+    const bq = await connect(`sqlite:${join(dir, 'staged.db')}`);
+    try {
+      const attempts: number[] = [];
+      const caught: string[] = [];
+      const worker = bq.worker('in', async (msg, ctx) => {
+        attempts.push(ctx.attempt);
+        void ctx.publish('audit', { key: 'k', payload: { of: msg.id } }); // not awaited
+        await ctx.publish('audit', { key: 42 as unknown as string, payload: null }).catch((error: unknown) => void caught.push(String((error as { code?: string }).code)));
+      }, { group: 'bot' });
+      await bq.publish('in', { key: 'k', id: 'm1', payload: null });
+      const audit = await drain(bq, 'audit', 1);
+      await worker.close();
+      assert.deepEqual(attempts, [1], 'one attempt: the caught error did not fail it');
+      assert.deepEqual(caught, ['BOTQUEUE_INVALID_MESSAGE']);
+      assert.deepEqual(audit.map((m) => m.id), ['in/bot/m1/publish:1']);
+    } finally {
+      await bq.close();
+    }
+  });
+
   test('a Slack reply answers in the thread; a named step keeps its id whatever the order', async () => {
     const bq = await connect(`sqlite:${join(dir, 'b.db')}`);
     try {
