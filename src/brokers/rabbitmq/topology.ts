@@ -108,8 +108,9 @@ export class Topology {
   /**
    * Ready messages of each queue, in order; 0 for a queue that does not exist (not declared yet,
    * or deleted). Any other failure throws: a backlog that cannot be read is not a backlog of 0.
-   * One at a time: a missing queue makes the server close the channel (404 NOT_FOUND), which
-   * would fail every other check in flight on it with "channel ended".
+   * All at once on the shared channel (one round trip, the common case). A missing queue makes
+   * the server close that channel (404 NOT_FOUND), failing the checks in flight beside it with
+   * "channel ended": those are read again, one at a time, and a failure then is real.
    */
   async readyCount(queue: string): Promise<number> {
     const [count] = await this.readyCounts([queue]);
@@ -117,13 +118,20 @@ export class Topology {
   }
 
   async readyCounts(queues: readonly string[]): Promise<number[]> {
+    const read = (queue: string): Promise<number> => this.use(`read queue "${queue}"`, async (channel) => (await channel.checkQueue(queue)).messageCount);
+    const first = await Promise.allSettled(queues.map(read));
     const counts: number[] = [];
-    for (const queue of queues) {
-      try {
-        counts.push(await this.use(`read queue "${queue}"`, async (channel) => (await channel.checkQueue(queue)).messageCount));
-      } catch (error) {
-        if ((error as { cause?: { code?: unknown } }).cause?.code !== 404) throw error;
-        counts.push(0);
+    for (let i = 0; i < queues.length; i++) {
+      const outcome = first[i]!;
+      if (outcome.status === 'fulfilled') counts.push(outcome.value);
+      else if (isNotFound(outcome.reason)) counts.push(0);
+      else {
+        try {
+          counts.push(await read(queues[i]!));
+        } catch (error) {
+          if (!isNotFound(error)) throw error;
+          counts.push(0);
+        }
       }
     }
     return counts;
@@ -168,4 +176,9 @@ export class Topology {
     const channel = await opening?.catch(() => undefined);
     if (channel !== undefined) await closeChannel(channel);
   }
+}
+
+/** checkQueue's answer for a missing queue: the channel closed with 404 NOT_FOUND. */
+function isNotFound(error: unknown): boolean {
+  return (error as { cause?: { code?: unknown } }).cause?.code === 404;
 }
