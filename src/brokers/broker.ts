@@ -232,12 +232,7 @@ export interface Broker {
   /** Stores a member's report for stats (in flight per owned partition; counters added to the group's totals). */
   report(report: MemberReport): Promise<void>;
 
-  /**
-   * Pending messages of the group's partition with seq > afterSeq, in seq order, at most
-   * `limit`. Fewer than `limit` means there are no more (as far as this call could see): the
-   * worker ends a re-read of a key's overflow on a short answer, so a backend must not answer
-   * short with pending messages it holds or is about to read (Kafka waits for its reader).
-   */
+  /** Pending messages of the group's partition with seq > afterSeq, in seq order, at most `limit`. */
   fetch(topic: string, group: string, partition: number, afterSeq: number, limit: number): Promise<Delivery[]>;
 
   /** Applies settlements, each checked against its lease's fence. Outcomes are in input order. */

@@ -432,14 +432,12 @@ export class KafkaBroker implements Broker {
     }
     const reader = this.reader(topic, group, partition);
     await reader.open();
-    // The reader reads in offset order: with `limit` messages in hand, nothing unread comes
-    // before them. A shorter answer must mean nothing more is pending that this process could
-    // know of: the worker ends a re-read of a key's overflow on a short answer, so returning
-    // what is in hand early let a key's later message run before earlier ones skipped by the
-    // re-read (a clean-clone CI run: "k9: 0 after 19" on a partition handover).
+    // The reader reads in offset order: what it has is the start of what is pending. With
+    // messages in hand they go at once (the worker is called back when the reader reads more:
+    // waiting here for a busy publisher's last records held every fetch about one Fetch round).
     const ready = reader.fetch(afterSeq, limit);
-    if (ready.length >= limit) return ready;
-    // Otherwise wait until it has read what this process itself published before the call
+    if (ready.length > 0) return ready;
+    // With none, wait until it has read what this process itself published before the call
     // (about one Fetch), so that a publish is seen by the next fetch here.
     await reader.waitForOffset(this.published.get(`${topic}\u0000${partition}`) ?? -1, CATCH_UP_MAX_MS);
     return reader.fetch(afterSeq, limit);
