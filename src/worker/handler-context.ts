@@ -89,6 +89,7 @@ export class MessageContext implements HandlerContext {
   private replies = 0;
   /** Staged publishes still being validated: the ack waits for them (a handler may not await its publish). */
   private preparing: Promise<unknown>[] | undefined;
+  private stagedList: StagedPublish[] | undefined;
 
   constructor(
     private readonly broker: Broker,
@@ -102,10 +103,15 @@ export class MessageContext implements HandlerContext {
     private readonly publisher?: Publisher,
     /** Until when (performance.now()) the lease is surely held; see PartitionRun.leaseValidUntil. */
     private readonly leaseValidUntil: () => number = () => Infinity,
-    /** With `staged`, publishes are validated here and stored with the ack (StagedPublish). */
+    /** With `stages`, publishes are validated here and stored with the ack (StagedPublish). */
     private readonly prepare?: Preparer,
-    private readonly staged?: StagedPublish[],
+    private readonly stages = false,
   ) {}
+
+  /** This attempt's staged publishes; made on the first one, so a handler that publishes nothing costs nothing. */
+  get staged(): StagedPublish[] | undefined {
+    return this.stagedList;
+  }
 
   /**
    * Resolves once every staged publish of this attempt is validated. One that failed was not
@@ -151,10 +157,9 @@ export class MessageContext implements HandlerContext {
   }
 
   private store(topic: string, input: PublishInput): Promise<HandlerPublishReceipt> {
-    if (this.staged !== undefined && this.prepare !== undefined) {
-      const staged = this.staged;
+    if (this.stages && this.prepare !== undefined) {
       const prepared = this.prepare(topic, [input]).then(([message]): HandlerPublishReceipt => {
-        staged.push({ topic, messages: [message!] });
+        (this.stagedList ??= []).push({ topic, messages: [message!] });
         return { id: message!.id, topic, partition: message!.partition, stored: 'with-ack' };
       });
       (this.preparing ??= []).push(prepared);

@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import type { Envelope } from '../core/envelope.js';
 import { BotqueueError, ErrorCodes } from '../core/errors.js';
 import { KeyedScheduler, type RunOutcome } from '../core/keyed-scheduler.js';
-import type { Broker, StagedPublish, TopicInfo } from '../brokers/broker.js';
+import type { Broker, TopicInfo } from '../brokers/broker.js';
 import { Instrumentation, type WorkerEvents } from './events.js';
 import { MessageContext, type HandlerContext, type Preparer, type Publisher } from './handler-context.js';
 import { Membership } from './membership.js';
@@ -161,9 +161,8 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
         attempt,
         notBefore: delivery.notBefore,
       };
-      const staged: StagedPublish[] | undefined = this.stagesPublishes ? [] : undefined;
-      item.staged = staged;
-      ctx = new MessageContext(this.broker, this.topic, this.group, delivery.id, attempt, run.abort.signal, this.shutdownAbort.signal, delivery.headers, this.hooks.publish, () => run.leaseValidUntil, this.hooks.prepare, staged);
+      item.staged = undefined;
+      ctx = new MessageContext(this.broker, this.topic, this.group, delivery.id, attempt, run.abort.signal, this.shutdownAbort.signal, delivery.headers, this.hooks.publish, () => run.leaseValidUntil, this.hooks.prepare, this.stagesPublishes);
       result = this.handler(envelope, ctx);
     } catch (error) {
       return this.handled(item, schedulerKey, releaseSlot, true, error);
@@ -172,7 +171,10 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
       // Publishes staged but not awaited by the handler are waited for: the ack must carry them.
       const staging = ctx.whenStaged();
       if (staging === undefined) return this.handled(item, schedulerKey, releaseSlot, false, undefined);
-      return staging.then(() => this.handled(item, schedulerKey, releaseSlot, false, undefined));
+      return staging.then(() => {
+        item.staged = ctx.staged;
+        return this.handled(item, schedulerKey, releaseSlot, false, undefined);
+      });
     };
     // A handler that finished synchronously costs no extra turn.
     if (!isThenable(result)) return succeeded();
