@@ -18,6 +18,8 @@ import { ApiKey, KafkaError, buildMockCluster } from '../support/kafka-cluster.j
 import { deferred, sleep, waitFor } from './harness.js';
 import { kafkaFactory } from './kafka-harness.js';
 import { pausable } from './pausable-broker.js';
+import { GroupCommitter, type CommitSnapshot } from '../../src/brokers/kafka/committer.js';
+import { loadKafkajs } from '../../src/brokers/kafka/kafkajs-parts.js';
 
 const FAST = { leaseMs: 600, backoffBaseMs: 5, backoffCapMs: 40, shutdownTimeoutMs: 5_000 } as const;
 const register = (name: string, options: { skip?: string }, fn: () => void): void => void test(name, options, fn);
@@ -164,6 +166,48 @@ if (!reportMissing('kafka backend', missing, register)) {
       assert.deepEqual(seen.map((d) => [d.id, d.attempts]), [['h1', 2], ['h2', 0]], 'the next owner sees h1\'s two failed attempts');
       // Their readers would otherwise go on polling the mock (the next test injects Fetch errors).
       await Promise.all([firstClient.close(), nextClient.close()]);
+    });
+
+    test('offset commits reach the broker in the order their snapshots were taken, even when finding the coordinator is slow', async () => {
+      const url = factory.url();
+      const bq = await connect(url);
+      clients.push(bq);
+      await bq.createTopic('order', { partitions: 1 });
+      const kafkaTopic = new KafkaNames(namespaceOf(url)).topic('order');
+      const cluster = (await loadKafkajs(factory.cluster.bootstraps, 'commit-order')).cluster();
+      await cluster.connect();
+      try {
+        // The first coordinator lookup answers late (a broker connected for the first time under
+        // load); the ones after it at once.
+        const find = cluster.findGroupCoordinator.bind(cluster);
+        let lookups = 0;
+        cluster.findGroupCoordinator = async (request) => {
+          const slow = lookups++ === 0;
+          const coordinator = await find(request);
+          if (slow) await sleep(300);
+          return coordinator;
+        };
+        let offset = 1;
+        let taken = 0;
+        const written: number[] = [];
+        const reader = {
+          partition: 0,
+          snapshot: (): CommitSnapshot => ({ partition: 0, offset, metadata: '', horizon: 0, taken: ++taken }),
+          committed: (snapshot: CommitSnapshot): void => void written.push(snapshot.offset),
+        };
+        const kafkaGroup = `${kafkaTopic}~order`;
+        const committer = new GroupCommitter({ cluster, kafkaTopic, kafkaGroup, failed: () => undefined });
+        const first = committer.commit(reader);
+        await sleep(20); // the first request is looking up the coordinator
+        offset = 2;
+        await Promise.all([first, committer.commit(reader)]);
+        const coordinator = await find({ groupId: kafkaGroup });
+        const fetched = await coordinator.offsetFetch({ groupId: kafkaGroup, topics: [{ topic: kafkaTopic, partitions: [{ partition: 0 }] }] });
+        assert.deepEqual(written, [1, 2], 'the requests were answered in the order taken');
+        assert.equal(Number(fetched.responses[0]!.partitions[0]!.offset), 2, 'the group ends at the newest commit, not the older one written last');
+      } finally {
+        await cluster.disconnect();
+      }
     });
 
     test('fetch and settle wait for a reader that is slow to read (for the reader, not for a fixed time)', async () => {

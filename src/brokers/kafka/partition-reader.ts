@@ -359,7 +359,7 @@ export class PartitionReader {
   }
 
   committed(snapshot: CommitSnapshot): void {
-    // Requests may answer out of order (one failed and was retried): only a newer one counts.
+    // Requests go one at a time, so answers come in snapshot order; kept as a guard all the same.
     if (snapshot.taken < this.committedTaken) return;
     this.committedTaken = snapshot.taken;
     this.committedOffset = snapshot.offset;
