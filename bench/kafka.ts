@@ -20,7 +20,7 @@
  * p99 over all messages. Every variant runs --runs times (default 3), interleaved; medians are
  * reported, and the ratio botqueue / raw (target ≥ 0.85).
  *
- * Flags (or BENCH_* env): --runs=3 --messages=20000. The store is BOTQUEUE_STORE_URL (default
+ * Flags (or BENCH_* env): --runs=3 --messages=20000; --only=raw|botqueue runs one side (to profile it). The store is BOTQUEUE_STORE_URL (default
  * postgres://postgres@127.0.0.1:5432/test). The last line of stdout is the result as JSON.
  */
 import { connect } from '../src/index.js';
@@ -39,6 +39,10 @@ function flag(name: string, fallback: number): number {
 }
 
 const RUNS = flag('runs', 3);
+/** --only=raw or --only=botqueue runs one side (for profiling it); the ratio needs both. */
+const ONLY = process.argv.slice(2).find((a) => a.startsWith('--only='))?.slice('--only='.length);
+if (ONLY !== undefined && ONLY !== 'raw' && ONLY !== 'botqueue') throw new Error('bench: --only must be raw or botqueue');
+const SIDES = (['raw', 'botqueue'] as const).filter((side) => ONLY === undefined || side === ONLY);
 const MESSAGES = flag('messages', 20_000);
 const PARTITIONS = 8;
 const KEYS = 1_000;
@@ -176,7 +180,7 @@ const results: Record<'raw' | 'botqueue', Result[]> = { raw: [], botqueue: [] };
 try {
   progress(`bench:kafka — ${fmtInt(MESSAGES)} messages, ${PARTITIONS} partitions, ${KEYS} keys, ${RUNS} runs (+1 warm-up) on the mock cluster ${cluster.bootstraps.join(',')}`);
   for (let run = 0; run <= RUNS; run++) {
-    for (const side of ['raw', 'botqueue'] as const) {
+    for (const side of SIDES) {
       const result = side === 'raw' ? await raw(cluster, `r${run}`) : await botqueue(cluster, `r${run}`);
       progress(`  run ${run === 0 ? 'warm-up' : run} ${side}: ${fmtInt(result.msgsPerSec)} msgs/s, p99 ${result.p99Ms} ms, order violations ${result.orderViolations}`);
       if (run > 0) results[side].push(result);
@@ -190,6 +194,11 @@ const summary = (list: Result[]): Result => ({
   p99Ms: median(list.map((r) => r.p99Ms)),
   orderViolations: Math.max(...list.map((r) => r.orderViolations)),
 });
+if (ONLY !== undefined) {
+  const one = summary(results[ONLY]);
+  console.log(`${ONLY}: ${fmtInt(one.msgsPerSec)} msgs/s, p99 ${one.p99Ms} ms (medians of ${RUNS}); no ratio with one side`);
+  process.exit(0);
+}
 const rawMedian = summary(results.raw);
 const bqMedian = summary(results.botqueue);
 const ratio = bqMedian.msgsPerSec / rawMedian.msgsPerSec;
