@@ -7,14 +7,20 @@
  * one consumer group with one consumer, per-key order checked on every message.
  *  - raw: a kafkajs producer (acks -1; kafkajs's own idempotent producer cannot start on the
  *    mock, which reports no valid controller) sending batches of 1,000 from 2 loops, and a
- *    kafkajs consumer (eachMessage, kafkajs's automatic commits, partitionsConsumedConcurrently 8).
+ *    kafkajs consumer (eachMessage, kafkajs's automatic commits after each batch,
+ *    partitionsConsumedConcurrently 8, a 10 ms long poll like botqueue's). It does less than
+ *    botqueue, so it is an upper bound: no idempotent producer, no per-key ordering across
+ *    concurrent handlers (one message at a time per partition), no message states read from
+ *    the store, no lease fencing.
  *  - botqueue: a worker (no-op handler, concurrency 32) and 2 producers calling
  *    publishBatch(1,000) in a loop (idempotent producer, acks all, no ids: no dedup record).
+ * Both clocks start once the consumer side owns its partitions (raw: its group assignment;
+ * botqueue: the worker's leases), so neither counts joining.
  * msgs/s = N / (first publish → last message handled); latency = handled − publish timestamp,
  * p99 over all messages. Every variant runs --runs times (default 3), interleaved; medians are
  * reported, and the ratio botqueue / raw (target ≥ 0.85).
  *
- * Flags (or BENCH_* env): --runs=3 --messages=20000. The store is BOTQUEUE_STORE_URL (default
+ * Flags (or BENCH_* env): --runs=3 --messages=20000; --only=raw|botqueue runs one side (to profile it). The store is BOTQUEUE_STORE_URL (default
  * postgres://postgres@127.0.0.1:5432/test). The last line of stdout is the result as JSON.
  */
 import { connect } from '../src/index.js';
@@ -33,6 +39,10 @@ function flag(name: string, fallback: number): number {
 }
 
 const RUNS = flag('runs', 3);
+/** --only=raw or --only=botqueue runs one side (for profiling it); the ratio needs both. */
+const ONLY = process.argv.slice(2).find((a) => a.startsWith('--only='))?.slice('--only='.length);
+if (ONLY !== undefined && ONLY !== 'raw' && ONLY !== 'botqueue') throw new Error('bench: --only must be raw or botqueue');
+const SIDES = (['raw', 'botqueue'] as const).filter((side) => ONLY === undefined || side === ONLY);
 const MESSAGES = flag('messages', 20_000);
 const PARTITIONS = 8;
 const KEYS = 1_000;
@@ -106,7 +116,11 @@ async function raw(cluster: MockKafkaCluster, run: string): Promise<Result> {
   await cluster.createTopic(topic, PARTITIONS);
   const kafka = new Kafka({ brokers: cluster.bootstraps, logLevel: logLevel.NOTHING });
   const producer = kafka.producer({ allowAutoTopicCreation: false });
-  const consumer = kafka.consumer({ groupId: `${topic}-g`, allowAutoTopicCreation: false });
+  // The same long poll as botqueue's Fetch (10 ms): the mock answers a Fetch that found nothing
+  // only at its maxWait, even when records arrive meanwhile, so with kafkajs's default (5 s) a
+  // run whose first Fetch went out before the first publish stalled 5 s (raw medians swung
+  // from 3,800 to 42,000 msgs/s between runs).
+  const consumer = kafka.consumer({ groupId: `${topic}-g`, allowAutoTopicCreation: false, maxWaitTimeInMs: 10 });
   await Promise.all([producer.connect(), consumer.connect()]);
   const tally = new Tally();
   try {
@@ -144,6 +158,8 @@ async function botqueue(cluster: MockKafkaCluster, run: string): Promise<Result>
     await bq.broker.ensureGroup('bench', 'g');
     const worker = bq.worker<{ key: string; n: number }>('bench', (m) => tally.record(m.payload.key, m.payload.n, m.publishedAt), { group: 'g', concurrency: 32, leaseMs: 10_000 });
     await worker.ready;
+    // Timed from the same point as raw (its consumer has its assignment): the worker owns every partition.
+    while (worker.ownedPartitions.length < PARTITIONS) await new Promise((resolve) => setTimeout(resolve, 5));
     const started = performance.now();
     await produce(async (batch) => {
       await bq.publishBatch('bench', batch.map(({ key, n }) => ({ key, payload: { key, n, pad: PAD } })));
@@ -164,7 +180,7 @@ const results: Record<'raw' | 'botqueue', Result[]> = { raw: [], botqueue: [] };
 try {
   progress(`bench:kafka — ${fmtInt(MESSAGES)} messages, ${PARTITIONS} partitions, ${KEYS} keys, ${RUNS} runs (+1 warm-up) on the mock cluster ${cluster.bootstraps.join(',')}`);
   for (let run = 0; run <= RUNS; run++) {
-    for (const side of ['raw', 'botqueue'] as const) {
+    for (const side of SIDES) {
       const result = side === 'raw' ? await raw(cluster, `r${run}`) : await botqueue(cluster, `r${run}`);
       progress(`  run ${run === 0 ? 'warm-up' : run} ${side}: ${fmtInt(result.msgsPerSec)} msgs/s, p99 ${result.p99Ms} ms, order violations ${result.orderViolations}`);
       if (run > 0) results[side].push(result);
@@ -178,6 +194,11 @@ const summary = (list: Result[]): Result => ({
   p99Ms: median(list.map((r) => r.p99Ms)),
   orderViolations: Math.max(...list.map((r) => r.orderViolations)),
 });
+if (ONLY !== undefined) {
+  const one = summary(results[ONLY]);
+  console.log(`${ONLY}: ${fmtInt(one.msgsPerSec)} msgs/s, p99 ${one.p99Ms} ms (medians of ${RUNS}); no ratio with one side`);
+  process.exit(0);
+}
 const rawMedian = summary(results.raw);
 const bqMedian = summary(results.botqueue);
 const ratio = bqMedian.msgsPerSec / rawMedian.msgsPerSec;

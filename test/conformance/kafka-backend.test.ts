@@ -1,8 +1,10 @@
 /**
  * What the Kafka backend promises beyond the shared conformance suite, against librdkafka's
  * mock cluster: botqueue and a plain Kafka producer agree on a key's partition (murmur2), a
- * member that lost its partition to another process cannot commit for it (no zombie ack), and
- * the group's committed offset never passes a message still running.
+ * member that lost its partition to another process cannot commit for it (no zombie ack), the
+ * group's committed offset never passes a message still running, a message's failed attempts
+ * reach the partition's next owner (the store is read only below the committed horizon), and
+ * fetch and settle wait for a reader that is slow to read.
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
@@ -10,11 +12,14 @@ import { connect, type Botqueue } from '../../src/index.js';
 import { partitionForKey } from '../../src/core/partitioner.js';
 import { KafkaNames } from '../../src/brokers/kafka/kafka-broker.js';
 import { Worker } from '../../src/worker/worker.js';
+import type { PreparedMessage } from '../../src/core/envelope.js';
 import { missingServices, reportMissing } from '../support/services.js';
-import { buildMockCluster } from '../support/kafka-cluster.js';
-import { deferred, waitFor } from './harness.js';
+import { ApiKey, KafkaError, buildMockCluster } from '../support/kafka-cluster.js';
+import { deferred, sleep, waitFor } from './harness.js';
 import { kafkaFactory } from './kafka-harness.js';
 import { pausable } from './pausable-broker.js';
+import { GroupCommitter, type CommitSnapshot } from '../../src/brokers/kafka/committer.js';
+import { loadKafkajs } from '../../src/brokers/kafka/kafkajs-parts.js';
 
 const FAST = { leaseMs: 600, backoffBaseMs: 5, backoffCapMs: 40, shutdownTimeoutMs: 5_000 } as const;
 const register = (name: string, options: { skip?: string }, fn: () => void): void => void test(name, options, fn);
@@ -35,6 +40,8 @@ if (!reportMissing('kafka backend', missing, register)) {
     await Promise.all(clients.map((c) => c.close()));
     await factory.cleanup();
   });
+
+  const message = (id: string): PreparedMessage => ({ id, key: 'k', partition: 0, payload: '1', headers: {}, notBefore: 0, dedup: true });
 
   describe('kafka backend', () => {
     test('a message from a plain kafkajs producer (default partitioner) is handled on the partition botqueue computes for its key', async () => {
@@ -131,6 +138,95 @@ if (!reportMissing('kafka backend', missing, register)) {
       }
       await worker.close();
       assert.deepEqual(done.sort(), [0, 1, 2, 3]);
+    });
+
+    test('failed attempts recorded by one owner reach the next owner: the store is read below the committed horizon', async () => {
+      const firstClient = await open('horizon');
+      const nextClient = await open('horizon');
+      const [first, next] = [firstClient.broker, nextClient.broker];
+      await first.ensureTopic('h', { partitions: 1, dedupWindowMs: 60_000 });
+      await first.ensureGroup('h', 'g');
+      const receipts = await first.publish('h', [message('h0'), message('h1'), message('h2')]);
+      const leaseMs = 300;
+      const a = await first.coordinate({ topic: 'h', group: 'g', member: 'A', leaseMs, acquire: [0], release: [] });
+      const leaseA = { topic: 'h', group: 'g', partition: 0, member: 'A', fence: a.owned.get(0)! };
+      assert.deepEqual((await first.fetch('h', 'g', 0, 0, 10)).map((d) => d.id), ['h0', 'h1', 'h2']);
+      const outcomes = await first.settle([
+        { kind: 'ack', lease: leaseA, seq: receipts[0]!.seq },
+        { kind: 'retry', lease: leaseA, seq: receipts[1]!.seq, attempts: 2, notBefore: 0, error: { message: 'boom' }, failedAt: Date.now() },
+      ]);
+      assert.deepEqual(outcomes, ['ok', 'ok']);
+      // A stops answering (no release, no close): B takes the partition over once A's lease ran out.
+      await sleep(leaseMs + 100);
+      const b = await next.coordinate({ topic: 'h', group: 'g', member: 'B', leaseMs: 10_000, acquire: [0], release: [] });
+      assert.ok(b.owned.has(0), 'B owns the partition');
+      // B's process published nothing: its fetch waits for nothing, so the test waits for its reader.
+      let seen: Awaited<ReturnType<typeof next.fetch>> = [];
+      await waitFor('B read h1 and h2', async () => (seen = await next.fetch('h', 'g', 0, 0, 10)).length === 2, 10_000);
+      assert.deepEqual(seen.map((d) => [d.id, d.attempts]), [['h1', 2], ['h2', 0]], 'the next owner sees h1\'s two failed attempts');
+      // Their readers would otherwise go on polling the mock (the next test injects Fetch errors).
+      await Promise.all([firstClient.close(), nextClient.close()]);
+    });
+
+    test('offset commits reach the broker in the order their snapshots were taken, even when finding the coordinator is slow', async () => {
+      const url = factory.url();
+      const bq = await connect(url);
+      clients.push(bq);
+      await bq.createTopic('order', { partitions: 1 });
+      const kafkaTopic = new KafkaNames(namespaceOf(url)).topic('order');
+      const cluster = (await loadKafkajs(factory.cluster.bootstraps, 'commit-order')).cluster();
+      await cluster.connect();
+      try {
+        // The first coordinator lookup answers late (a broker connected for the first time under
+        // load); the ones after it at once.
+        const find = cluster.findGroupCoordinator.bind(cluster);
+        let lookups = 0;
+        cluster.findGroupCoordinator = async (request) => {
+          const slow = lookups++ === 0;
+          const coordinator = await find(request);
+          if (slow) await sleep(300);
+          return coordinator;
+        };
+        let offset = 1;
+        let taken = 0;
+        const written: number[] = [];
+        const reader = {
+          partition: 0,
+          snapshot: (): CommitSnapshot => ({ partition: 0, offset, metadata: '', horizon: 0, taken: ++taken }),
+          committed: (snapshot: CommitSnapshot): void => void written.push(snapshot.offset),
+        };
+        const kafkaGroup = `${kafkaTopic}~order`;
+        const committer = new GroupCommitter({ cluster, kafkaTopic, kafkaGroup, failed: () => undefined });
+        const first = committer.commit(reader);
+        await sleep(20); // the first request is looking up the coordinator
+        offset = 2;
+        await Promise.all([first, committer.commit(reader)]);
+        const coordinator = await find({ groupId: kafkaGroup });
+        const fetched = await coordinator.offsetFetch({ groupId: kafkaGroup, topics: [{ topic: kafkaTopic, partitions: [{ partition: 0 }] }] });
+        assert.deepEqual(written, [1, 2], 'the requests were answered in the order taken');
+        assert.equal(Number(fetched.responses[0]!.partitions[0]!.offset), 2, 'the group ends at the newest commit, not the older one written last');
+      } finally {
+        await cluster.disconnect();
+      }
+    });
+
+    test('fetch and settle wait for a reader that is slow to read (for the reader, not for a fixed time)', async () => {
+      const broker = (await open()).broker;
+      await broker.ensureTopic('slow', { partitions: 1, dedupWindowMs: 60_000 });
+      await broker.ensureGroup('slow', 'g');
+      const [receipt] = await broker.publish('slow', [message('s1')]);
+      // The reader's first 3 Fetches fail: it reads after its backoffs (50 + 100 + 200 ms).
+      await factory.cluster.pushErrors(ApiKey.Fetch, 3, KafkaError.NOT_LEADER_OR_FOLLOWER);
+      const started = Date.now();
+      const { owned } = await broker.coordinate({ topic: 'slow', group: 'g', member: 'A', leaseMs: 10_000, acquire: [0], release: [] });
+      assert.deepEqual((await broker.fetch('slow', 'g', 0, 0, 10)).map((d) => d.id), ['s1'], 'fetch returns the message published before it');
+      const waited = Date.now() - started;
+      assert.ok(waited >= 300, `the reader read only after its Fetch backoffs (${waited} ms)`);
+      const lease = { topic: 'slow', group: 'g', partition: 0, member: 'A', fence: owned.get(0)! };
+      await factory.cluster.pushErrors(ApiKey.Fetch, 3, KafkaError.NOT_LEADER_OR_FOLLOWER);
+      const [second] = await broker.publish('slow', [message('s2')]);
+      assert.deepEqual(await broker.settle([{ kind: 'ack', lease, seq: second!.seq }, { kind: 'ack', lease, seq: receipt!.seq }]), ['ok', 'ok'], 'a message not yet read is settled once read, not "missing"');
+      assert.deepEqual(await broker.fetch('slow', 'g', 0, 0, 10), []);
     });
   });
 }

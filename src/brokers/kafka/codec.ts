@@ -101,35 +101,46 @@ export function fromRecord(topic: string, partition: number, message: RawMessage
 }
 
 /**
- * Offsets settled above the committed one, kept in the commit's metadata so that a member
- * taking the partition over does not run them again: "+d1,d2,..." deltas from the committed
- * offset. Kafka caps metadata (offset.metadata.max.bytes, 4,096 by default): past the cap the
- * rest is left out, and those messages may run twice (at least once, never lost).
+ * The commit's metadata. Offsets settled above the committed one, so that a member taking the
+ * partition over does not run them again: "+d1,d2,..." deltas from the committed offset. Then,
+ * when some message of the partition may have a state in the store (failed attempts, parked),
+ * ";h<offset>": no message at or past that offset has one, so a reader reads the store only for
+ * the messages below it (a store round trip per Fetch otherwise, for states that almost never
+ * exist). Kafka caps metadata (offset.metadata.max.bytes, 4,096 by default): past the cap the
+ * rest of the settled offsets is left out, and those messages may run twice (at least once,
+ * never lost). Numbers are base 36.
  */
 const MAX_METADATA = 4_000;
 
-export function encodeSettled(committed: number, settled: Iterable<number>): string {
+export function encodeSettled(committed: number, settled: Iterable<number>, horizon = 0): string {
   const sorted = [...settled].filter((o) => o >= committed).sort((a, b) => a - b);
+  const tail = horizon > committed ? `;h${horizon.toString(36)}` : '';
   let text = '';
   let previous = committed;
   for (const offset of sorted) {
     const part = `${text === '' ? '' : ','}${(offset - previous).toString(36)}`;
-    if (text.length + part.length > MAX_METADATA) break;
+    if (text.length + part.length + tail.length > MAX_METADATA) break;
     text += part;
     previous = offset;
   }
-  return text === '' ? '' : `+${text}`;
+  return `${text === '' ? '' : `+${text}`}${tail}`;
 }
 
 export function decodeSettled(committed: number, metadata: string | null): Set<number> {
   const settled = new Set<number>();
   if (metadata === null || !metadata.startsWith('+')) return settled;
   let previous = committed;
-  for (const part of metadata.slice(1).split(',')) {
+  for (const part of metadata.slice(1).split(';')[0]!.split(',')) {
     const delta = parseInt(part, 36);
     if (!Number.isFinite(delta) || delta < 0) break;
     previous += delta;
     settled.add(previous);
   }
   return settled;
+}
+
+/** The offset from which no message has a state in the store (see above); 0 when none has one. */
+export function decodeHorizon(metadata: string | null): number {
+  const match = metadata === null ? null : /;h([0-9a-z]+)$/.exec(metadata);
+  return match === null ? 0 : parseInt(match[1]!, 36);
 }

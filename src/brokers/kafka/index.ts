@@ -42,16 +42,19 @@ export async function open(url: string, options: KafkaOptions = {}): Promise<Kaf
     onConnectionError: (error) => events.report('connection-lost', { connection: 'store', error }),
   });
   const cluster = kafkajs.cluster();
+  // Commits on connections of their own: on the reading ones they queued behind Fetch long polls.
+  const commits = kafkajs.cluster();
   const producer = kafkajs.producer();
   try {
     await cluster.connect();
+    await commits.connect();
     await producer.connect();
   } catch (error) {
-    await Promise.all([cluster.disconnect().catch(() => undefined), producer.disconnect().catch(() => undefined), store.close()]);
+    await Promise.all([cluster.disconnect().catch(() => undefined), commits.disconnect().catch(() => undefined), producer.disconnect().catch(() => undefined), store.close()]);
     throw error;
   }
   const closeClients = async (): Promise<void> => {
-    await Promise.all([producer.disconnect(), cluster.disconnect()]);
+    await Promise.all([producer.disconnect(), cluster.disconnect(), commits.disconnect()]);
   };
-  return new KafkaBroker(cluster, new CoalescingPublisher(producer), closeClients, store, names, resolved, events);
+  return new KafkaBroker({ reads: cluster, commits }, new CoalescingPublisher(producer), closeClients, store, names, resolved, events);
 }

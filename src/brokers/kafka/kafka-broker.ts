@@ -35,21 +35,19 @@ import { inDeadLetterChunks } from '../../stores/dead-letter-chunks.js';
 import { decodeSettled, generatedId, toRecord, type OutgoingRecord } from './codec.js';
 import type { RawCluster } from './kafkajs-parts.js';
 import type { ResolvedKafkaOptions } from './options.js';
+import { GroupCommitter } from './committer.js';
+import { GroupFetcher } from './fetcher.js';
 import { PartitionReader } from './partition-reader.js';
 import type { CoalescingPublisher } from './publisher.js';
 
 /** A reservation whose publish never confirmed (its publisher crashed) is taken over after this long. */
 const STALE_RESERVATION_MS = 30_000;
 /**
- * At most how long fetch and settle wait for a message this process published to be read back.
- * The wait ends as soon as the reader has read it: the bound only matters when the reader cannot
- * read (its leader away). At 250 ms (20 ms with messages in hand) a loaded machine ran past it:
- * settle answered "missing" for a published message and fetch returned less than was pending
- * (the lease property test's flake).
+ * fetch and settle wait for the reader to read what this process published (or the message
+ * settled) — for that condition, not for a time: this bounds only a reader that cannot read
+ * (its leader is away), after which fetch returns what it has and settle answers "missing".
  */
-const CATCH_UP_MS = 5_000;
-/** The same wait when the reader already has messages to hand out. */
-const CATCH_UP_BUSY_MS = CATCH_UP_MS;
+const CATCH_UP_MAX_MS = 5_000;
 /** How long ensureTopic waits for a topic it created to show in the metadata with its leaders. */
 const TOPIC_READY_MS = 10_000;
 
@@ -89,6 +87,7 @@ export class KafkaBroker implements Broker {
 
   private readonly topics = new Map<string, TopicInfo>();
   private readonly readers = new Map<string, PartitionReader>();
+  private readonly groups = new Map<string, { fetcher: GroupFetcher; committer: GroupCommitter }>();
   private readonly leases = new Map<string, LocalLease>();
   /** Highest offset this process published per topic and partition (for catch-up waits). */
   private readonly published = new Map<string, number>();
@@ -98,8 +97,11 @@ export class KafkaBroker implements Broker {
   private reservationCounter = 0;
   private closed = false;
 
+  private readonly cluster: RawCluster;
+  private readonly commitCluster: RawCluster;
+
   constructor(
-    private readonly cluster: RawCluster,
+    clusters: { reads: RawCluster; commits: RawCluster },
     private readonly publisher: CoalescingPublisher,
     private readonly closeClients: () => Promise<void>,
     private readonly store: CoordinationStore,
@@ -108,6 +110,8 @@ export class KafkaBroker implements Broker {
     events = new BrokerEventEmitter(),
   ) {
     this.events = events;
+    this.cluster = clusters.reads;
+    this.commitCluster = clusters.commits;
     this.housekeeping = setInterval(() => void this.store.housekeeping().catch((error: unknown) => this.events.failed('delete expired store records', error)), 60_000);
     this.housekeeping.unref();
   }
@@ -293,23 +297,42 @@ export class KafkaBroker implements Broker {
     return `${topic}\u0000${group}\u0000${partition}`;
   }
 
+  /** The fetcher and committer of a (topic, group): one Fetch per leader, one OffsetCommit, for all its partitions here. */
+  private groupParts(topic: string, group: string): { fetcher: GroupFetcher; committer: GroupCommitter } {
+    const key = `${topic}\u0000${group}`;
+    let parts = this.groups.get(key);
+    if (parts === undefined) {
+      const kafkaTopic = this.names.topic(topic);
+      const kafkaGroup = this.names.group(topic, group);
+      const failed = (operation: string, error: unknown): void => this.events.failed(operation, error);
+      parts = {
+        fetcher: new GroupFetcher({ cluster: this.cluster, store: this.store, topic, group, kafkaTopic, arrived: (partition) => this.notify(topic, partition), failed }),
+        committer: new GroupCommitter({ cluster: this.commitCluster, kafkaTopic, kafkaGroup, failed }),
+      };
+      this.groups.set(key, parts);
+    }
+    return parts;
+  }
+
   private reader(topic: string, group: string, partition: number): PartitionReader {
     const key = this.key(topic, group, partition);
     let reader = this.readers.get(key);
     if (reader === undefined) {
+      const { fetcher, committer } = this.groupParts(topic, group);
       reader = new PartitionReader({
         cluster: this.cluster,
-        store: this.store,
+        committer,
         topic,
         group,
         kafkaTopic: this.names.topic(topic),
         kafkaGroup: this.names.group(topic, group),
         partition,
         prefetch: this.options.prefetch,
-        arrived: () => this.notify(topic, partition),
+        readable: fetcher.wake,
         failed: (operation, error) => this.events.failed(operation, error),
       });
       this.readers.set(key, reader);
+      fetcher.add(reader);
       reader.open().catch((error: unknown) => this.events.failed(`open ${this.names.topic(topic)}[${partition}]`, error));
     }
     return reader;
@@ -320,6 +343,8 @@ export class KafkaBroker implements Broker {
     const reader = this.readers.get(key);
     if (reader === undefined) return;
     this.readers.delete(key);
+    const [topic, group] = key.split('\u0000');
+    this.groups.get(`${topic}\u0000${group}`)?.fetcher.remove(reader);
     await reader.close(commit);
   }
 
@@ -407,12 +432,14 @@ export class KafkaBroker implements Broker {
     }
     const reader = this.reader(topic, group, partition);
     await reader.open();
-    // The reader reads in offset order: with `limit` messages in hand, nothing unread comes before them.
+    // The reader reads in offset order: what it has is the start of what is pending. With
+    // messages in hand they go at once (the worker is called back when the reader reads more:
+    // waiting here for a busy publisher's last records held every fetch about one Fetch round).
     const ready = reader.fetch(afterSeq, limit);
-    if (ready.length >= limit) return ready;
-    // Otherwise wait (briefly) until it has read what this process itself published; with
-    // messages in hand, only about one read (a busy publisher keeps the target moving).
-    await reader.waitForOffset(this.published.get(`${topic}\u0000${partition}`) ?? -1, ready.length > 0 ? CATCH_UP_BUSY_MS : CATCH_UP_MS);
+    if (ready.length > 0) return ready;
+    // With none, wait until it has read what this process itself published before the call
+    // (about one Fetch), so that a publish is seen by the next fetch here.
+    await reader.waitForOffset(this.published.get(`${topic}\u0000${partition}`) ?? -1, CATCH_UP_MAX_MS);
     return reader.fetch(afterSeq, limit);
   }
 
@@ -420,8 +447,8 @@ export class KafkaBroker implements Broker {
     this.checkOpen();
     const outcomes: SettleOutcome[] = new Array<SettleOutcome>(settlements.length);
     const acks = new Map<PartitionReader, Array<{ index: number; seq: number; id: string; stored: boolean }>>();
-    const failures: Array<{ index: number; reader: PartitionReader; settlement: Extract<Settlement, { kind: 'retry' }>; id: string }> = [];
-    const deaths: Array<{ index: number; reader: PartitionReader; settlement: Extract<Settlement, { kind: 'dead' }>; delivery: Delivery; stored: boolean }> = [];
+    let failures: Array<{ index: number; reader: PartitionReader; settlement: Extract<Settlement, { kind: 'retry' }>; id: string }> = [];
+    let deaths: Array<{ index: number; reader: PartitionReader; settlement: Extract<Settlement, { kind: 'dead' }>; delivery: Delivery; stored: boolean }> = [];
     const now = this.now();
     const current = await this.currentFences(
       settlements.filter(({ lease }) => (this.leases.get(this.key(lease.topic, lease.group, lease.partition))?.safeUntil ?? 0) <= now),
@@ -449,7 +476,7 @@ export class KafkaBroker implements Broker {
       }
       let held = reader.get(settlement.seq);
       if (held === undefined) {
-        await reader.waitForOffset(settlement.seq - 1, CATCH_UP_MS);
+        await reader.waitForOffset(settlement.seq - 1, CATCH_UP_MAX_MS);
         held = reader.get(settlement.seq);
       }
       if (held === undefined) {
@@ -465,6 +492,14 @@ export class KafkaBroker implements Broker {
       } else {
         deaths.push({ index, reader, settlement, delivery: { ...held.delivery }, stored: held.stored });
       }
+    }
+    // A message's state (failed attempts, parked) may be recorded only below its partition's
+    // committed store horizon, so that the partition's next reader looks it up (codec.ts).
+    const refused = await this.protectStates([...failures, ...deaths.filter((d) => d.settlement.park)]);
+    if (refused.size > 0) {
+      for (const index of refused) outcomes[index] = 'fenced';
+      failures = failures.filter((f) => !refused.has(f.index));
+      deaths = deaths.filter((d) => !refused.has(d.index));
     }
     if (failures.length > 0) {
       const byGroup = new Map<string, typeof failures>();
@@ -521,6 +556,21 @@ export class KafkaBroker implements Broker {
       }),
     );
     return outcomes;
+  }
+
+  /** Commits the store horizon past these settlements' messages; returns the indexes whose reader may not commit any more (lease lost). */
+  private async protectStates(entries: Array<{ index: number; reader: PartitionReader; settlement: Settlement }>): Promise<Set<number>> {
+    const refused = new Set<number>();
+    if (entries.length === 0) return refused;
+    const byReader = new Map<PartitionReader, typeof entries>();
+    for (const entry of entries) byReader.set(entry.reader, [...(byReader.get(entry.reader) ?? []), entry]);
+    await Promise.all(
+      [...byReader].map(async ([reader, list]) => {
+        const offsets = list.map((e) => e.settlement.seq - 1);
+        if (!(await reader.protectStates(offsets))) for (const { index } of list) refused.add(index);
+      }),
+    );
+    return refused;
   }
 
   /**
@@ -709,6 +759,7 @@ export class KafkaBroker implements Broker {
     this.closed = true;
     clearInterval(this.housekeeping);
     this.watchers.clear();
+    for (const { fetcher } of this.groups.values()) fetcher.close();
     await Promise.all([...this.readers.values()].map((reader) => reader.close()));
     this.readers.clear();
     await this.closeClients().catch((error: unknown) => this.events.failed('disconnect from Kafka', error));

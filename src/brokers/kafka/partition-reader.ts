@@ -1,33 +1,27 @@
 /**
  * One (topic, group, partition) owned by a member of this process: reads the partition from
- * its group's committed offset, holds at most `prefetch` unsettled messages, and commits the
- * group's offset up to the lowest unfinished message, with the offsets settled above it in the
- * commit's metadata (so a member taking over skips them). Many keys of the partition run at
- * once (the worker decides which); the commit never passes a message still running, retrying
- * or parked.
+ * its group's committed offset (the group's fetcher brings its records), holds at most
+ * `prefetch` unsettled messages, and commits the group's offset up to the lowest unfinished
+ * message, with the offsets settled above it in the commit's metadata (so a member taking over
+ * skips them). Many keys of the partition run at once (the worker decides which); the commit
+ * never passes a message still running, retrying or parked.
  */
 import type { Delivery } from '../broker.js';
-import type { CoordinationStore } from '../../stores/store.js';
-import { decodeSettled, encodeSettled, fromRecord } from './codec.js';
-import type { RawCluster } from './kafkajs-parts.js';
+import type { MessageState } from '../../stores/store.js';
+import { decodeHorizon, decodeSettled, encodeSettled, fromRecord } from './codec.js';
+import type { CommitSnapshot, GroupCommitter } from './committer.js';
+import type { RawCluster, RawMessage } from './kafkajs-parts.js';
 
-/**
- * How long a Fetch waits at the broker for new records (long poll). Short: a broker answers a
- * connection's requests in order, so a reader polling an idle partition holds up the readers of
- * busy partitions that share the connection (with 100 ms, a trace showed a busy partition read
- * about every 110 ms).
- */
-const FETCH_WAIT_MS = 10;
-const FETCH_MAX_BYTES = 4 * 1024 * 1024;
-/** First wait after a failed Fetch or commit; doubles up to RETRY_MAX_MS. */
+/** Bounds of what a Fetch asks per partition (fetchBytes). */
+const MIN_FETCH_BYTES = 16 * 1024;
+const MAX_FETCH_BYTES = 1024 * 1024;
+/** First wait after a failed open; doubles up to RETRY_MAX_MS. */
 const RETRY_MS = 50;
 const RETRY_MAX_MS = 2_000;
-/** Kafka error code: the offset is outside the log (retention removed it). */
-const OFFSET_OUT_OF_RANGE = 1;
 
 export interface ReaderParts {
   cluster: RawCluster;
-  store: CoordinationStore;
+  committer: GroupCommitter;
   /** botqueue's names (the store's keys) and Kafka's. */
   topic: string;
   group: string;
@@ -35,14 +29,27 @@ export interface ReaderParts {
   kafkaGroup: string;
   partition: number;
   prefetch: number;
-  arrived(): void;
+  /** The reader opened, or has room again: its fetcher may read for it. */
+  readable(): void;
   failed(operation: string, error: unknown): void;
 }
 
-interface Held {
+export interface Held {
   delivery: Delivery;
   /** The store has a state row for it (failed, parked): cleared when it is settled. */
   stored: boolean;
+  /** The store may have a state for it (it is below the horizon): looked up before it is held. */
+  lookUp?: boolean;
+}
+
+/** Records of one Fetch decoded for a reader, waiting for their message states. */
+export interface DecodedBatch {
+  reader: PartitionReader;
+  fresh: Held[];
+  /** The position after these records. */
+  next: number;
+  /** The position they were read from (a batch read before a reset is dropped). */
+  from: number;
 }
 
 export class PartitionReader {
@@ -51,25 +58,54 @@ export class PartitionReader {
   /** Offsets settled above the lowest unfinished one. */
   private settled = new Set<number>();
   /** Next offset to read. */
-  private position = 0;
+  private nextOffset = 0;
   /** The offset last committed (or found committed at open). */
   private committedOffset = -1;
   private committedMetadata = '';
+  /**
+   * No message at or past this offset has a state in the store (codec.ts): raised, and
+   * committed, before this reader records one; read from the commit at open.
+   */
+  private horizon = 0;
+  private committedHorizon = 0;
+  /** Snapshots taken for commits, and the number of the newest one written. */
+  private snapshots = 0;
+  private committedTaken = 0;
   private running = false;
   private stopped = false;
+  /** Closed after losing its lease: only the partition's new owner may commit for it. */
+  private fenced = false;
   private opening: Promise<void> | undefined;
-  private loop: Promise<void> | undefined;
-  private wake: (() => void) | undefined;
   private readonly positionWaiters = new Set<() => void>();
-  private committing: Promise<void> | undefined;
-  /** The group's coordinator, found once and again after a failure (FindCoordinator per commit doubled its cost). */
-  private coordinator: Awaited<ReturnType<RawCluster['findGroupCoordinator']>> | undefined;
-  private nextCommit: Promise<void> | undefined;
+  /** Fetches sent for this reader, the last one whose answer was taken in, and the log's end it reported. */
+  private requests = 0;
+  private answered = 0;
+  private logEnd = 0;
+  /** Average size of a record read, for sizing Fetches to the room left (starts at 1 KiB). */
+  private recordBytes = 1024;
 
   constructor(private readonly parts: ReaderParts) {}
 
   get partition(): number {
     return this.parts.partition;
+  }
+
+  /** The next offset to read. */
+  get position(): number {
+    return this.nextOffset;
+  }
+
+  /**
+   * Open, and room for more records: a quarter of `prefetch` at least once it was full, so that
+   * a reader drained one message at a time is not fetched for one message at a time (each
+   * Fetch brings at least a whole record batch, of which it would keep one).
+   */
+  get wantsRecords(): boolean {
+    return this.running && !this.stopped && this.held.size <= this.refillBelow;
+  }
+
+  private get refillBelow(): number {
+    return Math.max(0, this.parts.prefetch - Math.max(1, Math.floor(this.parts.prefetch / 4)));
   }
 
   /** Messages held unsettled. */
@@ -88,7 +124,7 @@ export class PartitionReader {
     const low = this.lowestUnfinished();
     let above = 0;
     for (const offset of this.settled) if (offset >= low) above++;
-    return { committed: low, settledAbove: above, position: this.position };
+    return { committed: low, settledAbove: above, position: this.nextOffset };
   }
 
   open(): Promise<void> {
@@ -101,18 +137,20 @@ export class PartitionReader {
       if (this.stopped) return;
       try {
         const { offset, metadata } = await this.fetchCommitted();
-        this.position = offset >= 0 ? offset : await this.listOffset('-2');
-        this.committedOffset = this.position;
+        this.nextOffset = offset >= 0 ? offset : await this.listOffset('-2');
+        this.committedOffset = this.nextOffset;
         this.committedMetadata = metadata ?? '';
-        this.settled = decodeSettled(this.position, metadata);
+        this.settled = decodeSettled(this.nextOffset, metadata);
+        this.horizon = this.committedHorizon = decodeHorizon(metadata);
         break;
       } catch (error) {
         this.parts.failed(`read the committed offset of ${this.where()}`, error);
         await sleep(delay);
       }
     }
+    if (this.stopped) return;
     this.running = true;
-    this.loop = this.run();
+    this.parts.readable();
   }
 
   private where(): string {
@@ -128,64 +166,36 @@ export class PartitionReader {
 
   /** ListOffsets: '-2' the log's start, '-1' its end. */
   private async listOffset(timestamp: '-1' | '-2'): Promise<number> {
-    const broker = await this.leader();
-    const response = await broker.listOffsets({ replicaId: -1, isolationLevel: 1, topics: [{ topic: this.parts.kafkaTopic, partitions: [{ partition: this.parts.partition, timestamp }] }] });
-    return Number(response.responses[0]!.partitions[0]!.offset);
-  }
-
-  private async leader(): Promise<Awaited<ReturnType<RawCluster['findBroker']>>> {
     await this.parts.cluster.addTargetTopic(this.parts.kafkaTopic);
     const leaders = this.parts.cluster.findLeaderForPartitions(this.parts.kafkaTopic, [this.parts.partition]);
     const nodeId = Object.keys(leaders)[0];
     if (nodeId === undefined) throw new Error(`no leader known for ${this.parts.kafkaTopic}[${this.parts.partition}]`);
-    return this.parts.cluster.findBroker({ nodeId });
+    const broker = await this.parts.cluster.findBroker({ nodeId });
+    const response = await broker.listOffsets({ replicaId: -1, isolationLevel: 1, topics: [{ topic: this.parts.kafkaTopic, partitions: [{ partition: this.parts.partition, timestamp }] }] });
+    return Number(response.responses[0]!.partitions[0]!.offset);
   }
 
-  private async run(): Promise<void> {
-    let delay = RETRY_MS;
-    while (!this.stopped) {
-      if (this.held.size >= this.parts.prefetch) {
-        await new Promise<void>((resolve) => {
-          this.wake = resolve;
-        });
-        continue;
-      }
-      try {
-        const got = await this.read();
-        delay = RETRY_MS;
-        if (got > 0) this.parts.arrived();
-      } catch (error) {
-        if (this.stopped) return;
-        this.parts.failed(`read ${this.where()}`, error);
-        await this.parts.cluster.refreshMetadata().catch(() => undefined);
-        await sleep(delay);
-        delay = Math.min(RETRY_MAX_MS, delay * 2);
-      }
-    }
+  /** The offset to read was removed by retention: reads go on from the log's start. */
+  async restartAtLogStart(): Promise<void> {
+    const start = await this.listOffset('-2');
+    if (start > this.nextOffset) this.nextOffset = start;
   }
 
-  /** One Fetch from the leader; returns how many messages were added. */
-  private async read(): Promise<number> {
-    const broker = await this.leader();
-    const response = await broker.fetch({
-      replicaId: -1,
-      isolationLevel: 1,
-      maxWaitTime: FETCH_WAIT_MS,
-      minBytes: 1,
-      maxBytes: FETCH_MAX_BYTES,
-      topics: [{ topic: this.parts.kafkaTopic, partitions: [{ partition: this.parts.partition, fetchOffset: String(this.position), maxBytes: FETCH_MAX_BYTES }] }],
-    });
-    const data = response.responses[0]?.partitions.find((p) => p.partition === this.parts.partition);
-    if (data === undefined || this.stopped) return 0;
-    if (data.errorCode === OFFSET_OUT_OF_RANGE) {
-      this.position = await this.listOffset('-2');
-      return 0;
-    }
+  /** Decodes the records of a Fetch read at `position`; undefined when they add nothing. */
+  decode(messages: RawMessage[]): DecodedBatch | undefined {
+    if (this.stopped) return undefined;
+    const from = this.nextOffset;
     const fresh: Held[] = [];
-    let next = this.position;
-    for (const message of data.messages) {
+    let next = from;
+    if (messages.length > 0) {
+      let bytes = 0;
+      // Key, value and a record's framing (offsets, timestamp, headers: ~70 bytes in a batch).
+      for (const message of messages) bytes += (message.key?.length ?? 0) + (message.value?.length ?? 0) + 70;
+      this.recordBytes = Math.round((this.recordBytes + bytes / messages.length) / 2);
+    }
+    for (const message of messages) {
       const offset = Number(message.offset);
-      if (offset < this.position || this.held.size + fresh.length >= this.parts.prefetch) continue;
+      if (offset < from || this.held.size + fresh.length >= this.parts.prefetch) continue;
       if (offset >= next) next = offset + 1;
       if (message.isControlRecord === true || this.settled.has(offset)) continue;
       const { delivery, onlyGroup } = fromRecord(this.parts.topic, this.parts.partition, message);
@@ -193,41 +203,77 @@ export class PartitionReader {
         this.settled.add(offset);
         continue;
       }
-      fresh.push({ delivery, stored: false });
+      fresh.push({ delivery, stored: false, lookUp: offset < this.horizon });
     }
-    if (fresh.length > 0) {
-      // Failed attempts, deferrals and parking live in the store, by message id.
-      const states = await this.parts.store.getMessageStates(this.parts.topic, this.parts.group, fresh.map((h) => h.delivery.id));
-      const skipped: string[] = [];
-      for (const held of fresh) {
-        const state = states.get(held.delivery.id);
-        const offset = held.delivery.seq - 1;
-        if (state?.skip === true) {
-          this.settled.add(offset);
-          skipped.push(held.delivery.id);
-          continue;
-        }
-        if (state !== undefined) {
-          held.stored = true;
-          held.delivery.attempts = state.attempts;
-          held.delivery.firstFailedAt = state.firstFailedAt;
-          held.delivery.notBefore = Math.max(held.delivery.notBefore, state.notBefore);
-          held.delivery.parked = state.parked;
-        }
-        this.held.set(offset, held);
-      }
-      if (skipped.length > 0) await this.parts.store.clearMessageStates(this.parts.topic, this.parts.group, skipped);
-    }
-    if (this.stopped) return 0;
-    this.position = next;
-    for (const waiter of this.positionWaiters) waiter();
-    return fresh.length;
+    if (next === from) return undefined;
+    return { reader: this, fresh, next, from };
   }
 
-  /** Waits until the reader read past `offset` (a message this process published), at most `ms`, unless it is full. */
+  /**
+   * Holds a decoded batch with the message states the store has for it; ids of skipped
+   * messages (an operator purged them while parked) are added to `skipped`, for the caller to
+   * clear. Returns how many messages were added.
+   */
+  admit(batch: DecodedBatch, states: Map<string, MessageState>, skipped: string[]): number {
+    if (this.stopped || batch.from !== this.nextOffset) return 0;
+    let added = 0;
+    for (const held of batch.fresh) {
+      const state = states.get(held.delivery.id);
+      const offset = held.delivery.seq - 1;
+      if (state?.skip === true) {
+        this.settled.add(offset);
+        skipped.push(held.delivery.id);
+        continue;
+      }
+      if (state !== undefined) {
+        held.stored = true;
+        held.delivery.attempts = state.attempts;
+        held.delivery.firstFailedAt = state.firstFailedAt;
+        held.delivery.notBefore = Math.max(held.delivery.notBefore, state.notBefore);
+        held.delivery.parked = state.parked;
+      }
+      this.held.set(offset, held);
+      added++;
+    }
+    this.nextOffset = batch.next;
+    for (const waiter of this.positionWaiters) waiter();
+    return added;
+  }
+
+  /**
+   * How many bytes to ask of this partition: about what the room left takes. Kafka returns up
+   * to this much (at least one record batch): asking for 1 MiB with room for 100 records had
+   * kafkajs decode thousands of records only to drop them (and read them again later).
+   */
+  get fetchBytes(): number {
+    const room = Math.max(1, this.parts.prefetch - this.held.size);
+    return Math.min(MAX_FETCH_BYTES, Math.max(MIN_FETCH_BYTES, Math.ceil(room * this.recordBytes * 1.25)));
+  }
+
+  /** A Fetch for this reader is sent: its number, for fetchAnswered. */
+  fetchSent(): number {
+    return ++this.requests;
+  }
+
+  /** The answer to Fetch number `request` was taken in (admitted, or had nothing new); the log ended at `highWatermark`. */
+  fetchAnswered(request: number, highWatermark: number): void {
+    if (request <= this.answered) return;
+    this.answered = request;
+    this.logEnd = highWatermark;
+    for (const waiter of this.positionWaiters) waiter();
+  }
+
+  /**
+   * Waits until the reader has read past `offset`, or a Fetch sent after the call showed that
+   * the log ends before it, or the reader is full (it reads nothing more until enough is
+   * settled) or closed. `ms` only bounds a reader that cannot read (its leader is away): the
+   * wait is for the condition, not for a time, so a slow machine does not turn a message
+   * published here into a "missing" one.
+   */
   async waitForOffset(offset: number, ms: number): Promise<void> {
-    // A full reader reads nothing more until something is settled: no use waiting.
-    const waiting = (): boolean => offset >= this.position && !this.stopped && this.held.size < this.parts.prefetch;
+    const asked = this.requests;
+    const waiting = (): boolean =>
+      offset >= this.nextOffset && !this.stopped && this.held.size <= this.refillBelow && !(this.answered > asked && this.nextOffset >= this.logEnd);
     if (!waiting()) return;
     const deadline = Date.now() + ms;
     while (waiting() && Date.now() < deadline) {
@@ -283,78 +329,65 @@ export class PartitionReader {
 
   /** Settles these messages (acked, or dead without parking) and commits; resolves once the commit is written. */
   async settle(seqs: number[]): Promise<void> {
+    const waiting = this.held.size > this.refillBelow;
     for (const seq of seqs) {
       const offset = seq - 1;
       if (!this.held.delete(offset)) continue;
       this.settled.add(offset);
     }
-    this.wake?.();
-    this.wake = undefined;
+    if (waiting && this.held.size <= this.refillBelow) this.parts.readable();
     await this.commit();
   }
 
   private lowestUnfinished(): number {
     for (const offset of this.held.keys()) return offset;
-    return this.position;
+    return this.nextOffset;
+  }
+
+  /** Commits the lowest unfinished offset with what is settled above it, with the group's other partitions. */
+  commit(): Promise<void> {
+    return this.parts.committer.commit(this);
+  }
+
+  snapshot(): CommitSnapshot | undefined {
+    if (this.fenced || !this.running) return undefined;
+    const low = this.lowestUnfinished();
+    for (const offset of this.settled) if (offset < low) this.settled.delete(offset);
+    const metadata = encodeSettled(low, this.settled, this.horizon);
+    if (low === this.committedOffset && metadata === this.committedMetadata) return undefined;
+    return { partition: this.parts.partition, offset: low, metadata, horizon: this.horizon, taken: ++this.snapshots };
+  }
+
+  committed(snapshot: CommitSnapshot): void {
+    // Requests go one at a time, so answers come in snapshot order; kept as a guard all the same.
+    if (snapshot.taken < this.committedTaken) return;
+    this.committedTaken = snapshot.taken;
+    this.committedOffset = snapshot.offset;
+    this.committedMetadata = snapshot.metadata;
+    this.committedHorizon = Math.max(this.committedHorizon, snapshot.horizon);
   }
 
   /**
-   * Commits the lowest unfinished offset with what is settled above it. Concurrent callers
-   * share commits: one runs at a time, and a caller arriving during one waits for the next.
+   * Called before the store records a state (failed attempts, parked) for messages at these
+   * offsets: commits a horizon past them, so that whoever reads the partition next looks them
+   * up. False when this reader may not commit any more (its lease is lost): nothing may be
+   * recorded for it then.
    */
-  commit(): Promise<void> {
-    if (this.committing !== undefined) {
-      // Everyone arriving during a commit shares the one after it.
-      this.nextCommit ??= this.committing
-        .catch(() => undefined)
-        .then(() => {
-          this.nextCommit = undefined;
-          return this.commit();
-        });
-      return this.nextCommit;
-    }
-    const run = this.writeCommit().finally(() => {
-      this.committing = undefined;
-    });
-    this.committing = run;
-    return run;
-  }
-
-  private async writeCommit(): Promise<void> {
-    const low = this.lowestUnfinished();
-    for (const offset of this.settled) if (offset < low) this.settled.delete(offset);
-    const metadata = encodeSettled(low, this.settled);
-    if (low === this.committedOffset && metadata === this.committedMetadata) return;
-    for (let delay = RETRY_MS, attempt = 0; ; delay = Math.min(RETRY_MAX_MS, delay * 2), attempt++) {
-      try {
-        this.coordinator ??= await this.parts.cluster.findGroupCoordinator({ groupId: this.parts.kafkaGroup });
-        await this.coordinator.offsetCommit({
-          groupId: this.parts.kafkaGroup,
-          groupGenerationId: -1,
-          memberId: '',
-          topics: [{ topic: this.parts.kafkaTopic, partitions: [{ partition: this.parts.partition, offset: String(low), metadata }] }],
-        });
-        this.committedOffset = low;
-        this.committedMetadata = metadata;
-        return;
-      } catch (error) {
-        this.coordinator = undefined;
-        if (attempt >= 8) throw error;
-        this.parts.failed(`commit ${this.where()}`, error);
-        await this.parts.cluster.refreshMetadata().catch(() => undefined);
-        await sleep(delay);
-      }
-    }
+  async protectStates(offsets: number[]): Promise<boolean> {
+    const needed = Math.max(...offsets) + 1;
+    if (needed > this.horizon) this.horizon = needed;
+    if (this.committedHorizon >= needed) return true;
+    await this.commit();
+    return this.committedHorizon >= needed;
   }
 
   /** Stops reading; commits what is settled (`commit` false: the lease is lost, a newer owner commits). Held messages go back to the log for the next owner. */
   async close(commit = true): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    this.wake?.();
+    if (!commit) this.fenced = true;
     for (const waiter of this.positionWaiters) waiter();
     await this.opening;
-    await this.loop?.catch(() => undefined);
     if (this.running && commit) await this.commit().catch((error: unknown) => this.parts.failed(`commit ${this.where()} on close`, error));
   }
 
