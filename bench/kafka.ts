@@ -17,8 +17,9 @@
  * Both clocks start once the consumer side owns its partitions (raw: its group assignment;
  * botqueue: the worker's leases), so neither counts joining.
  * msgs/s = N / (first publish → last message handled); latency = handled − publish timestamp,
- * p99 over all messages. Every variant runs --runs times (default 3), interleaved; medians are
- * reported, and the ratio botqueue / raw (target ≥ 0.85).
+ * p99 over all messages. Every variant runs --runs times (default 5), interleaved (raw, then
+ * botqueue); medians are reported, and the ratio botqueue / raw (target ≥ 0.85) as the median of
+ * each run's pair (and, beside it, the ratio of the medians).
  *
  * Flags (or BENCH_* env): --runs=3 --messages=20000; --only=raw|botqueue runs one side (to profile it). The store is BOTQUEUE_STORE_URL (default
  * postgres://postgres@127.0.0.1:5432/test). The last line of stdout is the result as JSON.
@@ -38,7 +39,7 @@ function flag(name: string, fallback: number): number {
   return Math.round(value);
 }
 
-const RUNS = flag('runs', 3);
+const RUNS = flag('runs', 5);
 /** --only=raw or --only=botqueue runs one side (for profiling it); the ratio needs both. */
 const ONLY = process.argv.slice(2).find((a) => a.startsWith('--only='))?.slice('--only='.length);
 if (ONLY !== undefined && ONLY !== 'raw' && ONLY !== 'botqueue') throw new Error('bench: --only must be raw or botqueue');
@@ -201,7 +202,12 @@ if (ONLY !== undefined) {
 }
 const rawMedian = summary(results.raw);
 const bqMedian = summary(results.botqueue);
-const ratio = bqMedian.msgsPerSec / rawMedian.msgsPerSec;
+const ratioOfMedians = bqMedian.msgsPerSec / rawMedian.msgsPerSec;
+// Each botqueue run follows its raw run on the same machine within seconds: the ratio of a pair
+// is less moved by the shared machine's load drifting between runs (raw alone ranged 35,000-51,000
+// msgs/s across the runs of one bench). The target is checked on the median of these.
+const pairRatios = results.raw.map((r, i) => results.botqueue[i]!.msgsPerSec / r.msgsPerSec);
+const ratio = median(pairRatios);
 console.log(
   table([
     ['', 'msgs/s (median)', 'p99 ms (median)', 'order violations'],
@@ -209,5 +215,5 @@ console.log(
     ['botqueue kafka:', fmtInt(bqMedian.msgsPerSec), String(bqMedian.p99Ms), String(bqMedian.orderViolations)],
   ]),
 );
-console.log(`ratio botqueue / raw: ${fmtRatio(ratio)} (target ≥ 0.85)`);
-console.log(JSON.stringify({ bench: 'kafka', messages: MESSAGES, runs: RUNS, raw: rawMedian, botqueue: bqMedian, ratio }));
+console.log(`ratio botqueue / raw, median of the ${RUNS} runs' pairs: ${fmtRatio(ratio)} (target ≥ 0.85); pairs ${pairRatios.map(fmtRatio).join(', ')}; ratio of the medians ${fmtRatio(ratioOfMedians)}`);
+console.log(JSON.stringify({ bench: 'kafka', messages: MESSAGES, runs: RUNS, raw: rawMedian, botqueue: bqMedian, ratio, pairRatios, ratioOfMedians }));

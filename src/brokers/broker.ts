@@ -106,8 +106,14 @@ export interface Delivery {
   id: string;
   key: string | null;
   partition: number;
-  /** JSON text. */
+  /** JSON text (see `payloadMayBeText`). */
   payload: string;
+  /**
+   * The payload is a record's text as read, not checked (Kafka: a plain producer may write any
+   * text). The worker hands text that is not JSON over as a string; checking it here would
+   * parse every payload twice.
+   */
+  payloadMayBeText?: boolean;
   headers: Record<string, string>;
   publishedAt: number;
   /** Epoch ms before which it must not run (a delay, or a retry's backoff); 0 for none. */

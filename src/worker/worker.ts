@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import type { Envelope } from '../core/envelope.js';
 import { BotqueueError, ErrorCodes } from '../core/errors.js';
 import { KeyedScheduler, type RunOutcome } from '../core/keyed-scheduler.js';
-import type { Broker, TopicInfo } from '../brokers/broker.js';
+import type { Broker, Delivery, TopicInfo } from '../brokers/broker.js';
 import { Instrumentation, type WorkerEvents } from './events.js';
 import { MessageContext, type HandlerContext, type Preparer, type Publisher } from './handler-context.js';
 import { Membership } from './membership.js';
@@ -155,7 +155,7 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
         key,
         partition: delivery.partition,
         seq: delivery.seq,
-        payload: JSON.parse(delivery.payload) as P,
+        payload: parsePayload(delivery) as P,
         headers: delivery.headers,
         publishedAt: delivery.publishedAt,
         attempt,
@@ -226,4 +226,14 @@ export class Worker<P = unknown> extends EventEmitter<WorkerEvents> {
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}
+
+/** The payload's value; a record's text that is not JSON (a plain Kafka producer's) is the string itself. */
+function parsePayload(delivery: Delivery): unknown {
+  if (delivery.payloadMayBeText !== true) return JSON.parse(delivery.payload);
+  try {
+    return JSON.parse(delivery.payload);
+  } catch {
+    return delivery.payload;
+  }
 }

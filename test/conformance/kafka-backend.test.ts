@@ -74,6 +74,31 @@ if (!reportMissing('kafka backend', missing, register)) {
       assert.ok(new Set(placed.values()).size > 3, 'the keys spread over the partitions');
     });
 
+    test('a plain producer\'s text that is not JSON reaches the handler as a string, and its dead letter holds it as JSON', async () => {
+      const url = factory.url();
+      const bq = await connect(url);
+      clients.push(bq);
+      await bq.createTopic('text', { partitions: 1 });
+      const kafkaTopic = new KafkaNames(namespaceOf(url)).topic('text');
+      const producer = kafka.producer({ allowAutoTopicCreation: false });
+      await producer.connect();
+      try {
+        await producer.send({ topic: kafkaTopic, acks: -1, messages: [{ key: 'a', value: 'hello, not JSON' }, { key: 'a', value: '{"n":1}' }, { key: 'b', value: 'poison text' }] });
+      } finally {
+        await producer.disconnect();
+      }
+      const seen: unknown[] = [];
+      const worker = bq.worker('text', (m) => {
+        if (m.key === 'b') throw new Error('always fails');
+        seen.push(m.payload);
+      }, { group: 'g', ...FAST, maxAttempts: 1 });
+      await waitFor('both of a handled and b dead-lettered', async () => seen.length === 2 && (await bq.deadLetters.list({ topic: 'text' })).length === 1, 20_000);
+      await worker.close();
+      assert.deepEqual(seen, ['hello, not JSON', { n: 1 }]);
+      const [letter] = await bq.deadLetters.list({ topic: 'text' });
+      assert.equal(letter!.payload, JSON.stringify('poison text'), 'the dead letter\'s payload is JSON text');
+    });
+
     test('a member whose partition another process took cannot ack: its settlement is fenced and nothing of it is committed', async () => {
       const zombieClient = await open('zombie');
       const healthyClient = await open('zombie');

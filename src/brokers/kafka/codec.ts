@@ -47,10 +47,8 @@ function header(message: RawMessage, name: string): string | undefined {
   return (Array.isArray(value) ? value[0] : value)?.toString('utf8');
 }
 
-/** A payload that is not JSON (a plain producer's text) is handed over as a JSON string. */
-function payloadOf(value: Buffer | null): string {
-  if (value === null) return 'null';
-  const text = value.toString('utf8');
+/** A record's text as JSON text: a plain producer's text that is not JSON becomes a JSON string (dead letters keep JSON). */
+export function jsonPayload(text: string): string {
   try {
     JSON.parse(text);
     return text;
@@ -88,7 +86,9 @@ export function fromRecord(topic: string, partition: number, message: RawMessage
       id: header(message, ID) ?? generatedId(topic, partition, offset),
       key: message.key === null ? null : message.key.toString('utf8'),
       partition,
-      payload: payloadOf(message.value),
+      // Not parsed here: the worker parses it once (payloadMayBeText), dead letters use jsonPayload.
+      payload: message.value === null ? 'null' : message.value.toString('utf8'),
+      payloadMayBeText: true,
       headers,
       publishedAt: Number(message.timestamp),
       notBefore: Number(header(message, NOT_BEFORE) ?? 0),

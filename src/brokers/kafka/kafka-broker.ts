@@ -32,7 +32,7 @@ import { Watchers } from '../watchers.js';
 import { BrokerEventEmitter } from '../events.js';
 import type { CoordinationStore, DedupEntry, HeldReport, NewDeadLetter } from '../../stores/store.js';
 import { inDeadLetterChunks } from '../../stores/dead-letter-chunks.js';
-import { decodeSettled, generatedId, toRecord, type OutgoingRecord } from './codec.js';
+import { decodeSettled, generatedId, jsonPayload, toRecord, type OutgoingRecord } from './codec.js';
 import type { RawCluster } from './kafkajs-parts.js';
 import type { ResolvedKafkaOptions } from './options.js';
 import { GroupCommitter } from './committer.js';
@@ -250,20 +250,24 @@ export class KafkaBroker implements Broker {
       await this.store.releaseIds(topic, reserved.map((r) => r.entry)).catch((failure: unknown) => this.events.failed(`release ${reserved.length} reserved ids of topic "${topic}"`, failure));
       throw new BotqueueError(ErrorCodes.BROKER_UNAVAILABLE, `publish to Kafka topic "${this.names.topic(topic)}" failed: ${(error as Error).message}`, { retriable: true, cause: error });
     }
-    const seqOf = new Map<number, number>();
+    // Highest offset written per partition: the catch-up target, and one wake-up per partition
+    // (not per message: a 1,000-message batch queued 1,000 callbacks for each watching worker).
+    const highest = new Map<number, number>();
     for (const [i, index] of sending.entries()) {
       const message = messages[index]!;
-      const seq = offsets[i]! + 1;
-      seqOf.set(index, seq);
+      const offset = offsets[i]!;
       // A generated id is not sent (codec.ts): the receipt names the id the workers will see.
-      const id = message.dedup ? message.id : generatedId(topic, message.partition, offsets[i]!);
-      receipts[index] = { id, topic, partition: message.partition, seq, duplicate: false };
-      const at = `${topic}\u0000${message.partition}`;
-      if ((this.published.get(at) ?? -1) < offsets[i]!) this.published.set(at, offsets[i]!);
-      this.notify(topic, message.partition);
+      const id = message.dedup ? message.id : generatedId(topic, message.partition, offset);
+      receipts[index] = { id, topic, partition: message.partition, seq: offset + 1, duplicate: false };
+      if ((highest.get(message.partition) ?? -1) < offset) highest.set(message.partition, offset);
     }
+    for (const [partition, offset] of highest) {
+      const at = `${topic}\u0000${partition}`;
+      if ((this.published.get(at) ?? -1) < offset) this.published.set(at, offset);
+    }
+    this.watchers.notify(topic, highest.keys());
     if (reserved.length > 0) {
-      await this.store.confirmIds(topic, reserved.map((r) => r.entry), info.dedupWindowMs, reserved.map((r) => seqOf.get(r.index)!));
+      await this.store.confirmIds(topic, reserved.map((r) => r.entry), info.dedupWindowMs, reserved.map((r) => receipts[r.index]!.seq));
     }
     for (let index = 0; index < messages.length; index++) {
       if (receipts[index] !== undefined) continue;
@@ -525,7 +529,7 @@ export class KafkaBroker implements Broker {
         seq: delivery.seq,
         id: delivery.id,
         key: delivery.key,
-        payload: delivery.payload,
+        payload: delivery.payloadMayBeText === true ? jsonPayload(delivery.payload) : delivery.payload,
         headers: delivery.headers,
         publishedAt: delivery.publishedAt,
         attempts: settlement.attempts,
