@@ -11,10 +11,8 @@
  * call is written.
  */
 import type { RawBroker, RawCluster } from './kafkajs-parts.js';
+import { RETRY_MS, nextDelay, sleep } from './backoff.js';
 
-/** First wait after a failed commit; doubles up to RETRY_MAX_MS. */
-const RETRY_MS = 50;
-const RETRY_MAX_MS = 2_000;
 /** Attempts before a commit fails its callers (the worker settles again later). */
 const ATTEMPTS = 9;
 
@@ -76,7 +74,7 @@ export class GroupCommitter {
   private async write(): Promise<void> {
     const readers = this.dirty;
     this.dirty = new Set();
-    for (let delay = RETRY_MS, attempt = 1; ; delay = Math.min(RETRY_MAX_MS, delay * 2), attempt++) {
+    for (let delay = RETRY_MS, attempt = 1; ; delay = nextDelay(delay), attempt++) {
       // Taken again at every attempt: a retry writes the newest state, and a reader that lost
       // its lease meanwhile (it may not commit any more) is left out.
       const snapshots: Array<{ reader: Committable; snapshot: CommitSnapshot }> = [];
@@ -104,8 +102,4 @@ export class GroupCommitter {
       }
     }
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

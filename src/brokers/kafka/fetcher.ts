@@ -10,6 +10,7 @@
 import type { CoordinationStore, MessageState } from '../../stores/store.js';
 import type { RawCluster } from './kafkajs-parts.js';
 import type { PartitionReader } from './partition-reader.js';
+import { RETRY_MS, nextDelay, sleep } from './backoff.js';
 
 /**
  * How long a Fetch waits at the broker for new records (long poll). Short: a partition that
@@ -18,9 +19,6 @@ import type { PartitionReader } from './partition-reader.js';
 const FETCH_WAIT_MS = 10;
 /** Per request (each partition asks for about its reader's room). A record batch larger than this still comes (KIP-74). */
 const FETCH_MAX_BYTES = 8 * 1024 * 1024;
-/** First wait after a failed Fetch; doubles up to RETRY_MAX_MS. */
-const RETRY_MS = 50;
-const RETRY_MAX_MS = 2_000;
 
 export interface FetcherParts {
   cluster: RawCluster;
@@ -92,7 +90,7 @@ export class GroupFetcher {
   }
 
   private async findLeaders(): Promise<void> {
-    for (let delay = RETRY_MS; !this.closed; delay = Math.min(RETRY_MAX_MS, delay * 2)) {
+    for (let delay = RETRY_MS; !this.closed; delay = nextDelay(delay)) {
       await this.parts.cluster.addTargetTopic(this.parts.kafkaTopic).catch(() => undefined);
       await this.parts.cluster.refreshMetadata().catch((error: unknown) => this.parts.failed(`find the leaders of ${this.parts.kafkaTopic}`, error));
       if ([...this.readers.keys()].every((p) => this.leaderOf(p) !== undefined)) break;
@@ -133,7 +131,7 @@ export class GroupFetcher {
         this.parts.failed(`read ${this.parts.kafkaTopic} from broker ${node} for ${this.parts.group}`, error);
         await this.parts.cluster.refreshMetadata().catch(() => undefined);
         await sleep(delay);
-        delay = Math.min(RETRY_MAX_MS, delay * 2);
+        delay = nextDelay(delay);
       }
     }
     this.loops.delete(node);
@@ -179,8 +177,4 @@ export class GroupFetcher {
     }
     for (const { reader, request, highWatermark } of answered) reader.fetchAnswered(request, highWatermark);
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

@@ -11,13 +11,11 @@ import type { MessageState } from '../../stores/store.js';
 import { decodeHorizon, decodeSettled, encodeSettled, fromRecord } from './codec.js';
 import type { CommitSnapshot, GroupCommitter } from './committer.js';
 import type { RawCluster, RawMessage } from './kafkajs-parts.js';
+import { RETRY_MS, nextDelay, sleep } from './backoff.js';
 
 /** Bounds of what a Fetch asks per partition (fetchBytes). */
 const MIN_FETCH_BYTES = 16 * 1024;
 const MAX_FETCH_BYTES = 1024 * 1024;
-/** First wait after a failed open; doubles up to RETRY_MAX_MS. */
-const RETRY_MS = 50;
-const RETRY_MAX_MS = 2_000;
 
 export interface ReaderParts {
   cluster: RawCluster;
@@ -133,7 +131,7 @@ export class PartitionReader {
   }
 
   private async start(): Promise<void> {
-    for (let delay = RETRY_MS; ; delay = Math.min(RETRY_MAX_MS, delay * 2)) {
+    for (let delay = RETRY_MS; ; delay = nextDelay(delay)) {
       if (this.stopped) return;
       try {
         const { offset, metadata } = await this.fetchCommitted();
@@ -394,8 +392,4 @@ export class PartitionReader {
   get isOpen(): boolean {
     return this.running && !this.stopped;
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
