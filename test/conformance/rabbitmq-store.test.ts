@@ -42,7 +42,7 @@ interface Env {
   clock: Clock;
   schema: string;
   /** Opens a store on the test's schema (several may be open at once); all are closed after. */
-  open: (options?: { serverClock?: boolean }) => Promise<PostgresStore>;
+  open: (options?: { serverClock?: boolean; queryTimeoutMs?: number }) => Promise<PostgresStore>;
   /** Runs SQL on the test's schema directly, to look at rows the API does not show. */
   sql: (text: string, params?: unknown[]) => Promise<Record<string, unknown>[]>;
 }
@@ -65,7 +65,7 @@ function pgTest(name: string, body: (env: Env) => Promise<void>): void {
       clock,
       schema,
       open: async (options) => {
-        const store = await openPostgresStore(url, options?.serverClock === true ? { schema } : { schema, now: clock.now });
+        const store = await openPostgresStore(url, { schema, ...(options?.serverClock === true ? {} : { now: clock.now }), ...(options?.queryTimeoutMs === undefined ? {} : { queryTimeoutMs: options.queryTimeoutMs }) });
         stores.push(store);
         return store;
       },
@@ -665,6 +665,22 @@ pgTest('withLock: holders in two stores on one schema never overlap; another nam
   );
   await assert.rejects(a.withLock('x', () => Promise.reject(new Error('boom'))), /boom/);
   assert.equal(await a.withLock('x', () => Promise.resolve(7)), 7, 'the lock was released after a failure');
+});
+
+pgTest('withLock waits for a holder that works longer than the statement timeout, instead of failing', async ({ open }) => {
+  // Statements end within 300 ms here: one statement waiting for the lock would fail after it.
+  const a = await open({ queryTimeoutMs: 300 });
+  const b = await open({ queryTimeoutMs: 300 });
+  const log: string[] = [];
+  const holding = a.withLock('unclaimed:t', async () => {
+    log.push('a in');
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    log.push('a out');
+  });
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const waiting = b.withLock('unclaimed:t', () => Promise.resolve(log.push('b in')));
+  await Promise.all([holding, waiting]);
+  assert.deepEqual(log, ['a in', 'a out', 'b in']);
 });
 
 pgTest('tryWithLock runs only when the lock is free, and frees it after', async ({ open }) => {

@@ -33,6 +33,8 @@ export interface PostgresStoreOptions {
   now?: () => number;
   /** Told when an idle pooled connection breaks (e.g. the server restarted); the next query reconnects. */
   onConnectionError?: (error: Error) => void;
+  /** How long one statement may take before its connection is given up (default QUERY_TIMEOUT_MS; tests shorten it). */
+  queryTimeoutMs?: number;
 }
 
 /**
@@ -55,7 +57,7 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     application_name: 'botqueue',
     idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
-    query_timeout: QUERY_TIMEOUT_MS,
+    query_timeout: options.queryTimeoutMs ?? QUERY_TIMEOUT_MS,
   });
   // An idle connection that breaks (server restart) is dropped by the pool; without a listener
   // the 'error' event would crash the process. The next query reconnects or reports the failure.

@@ -2,8 +2,16 @@
  * Locks every process of the deployment sees: PostgreSQL session advisory locks, named within
  * the store's schema, released when the work ends or the holder's connection dies.
  */
+import type { PoolClient } from 'pg';
 import { checkout, type CheckedOut, type StoreContext } from './database.js';
 import { toStoreError } from './errors.js';
+
+/** Longest pause between two tries at a held lock. */
+const LOCK_POLL_MAX_MS = 250;
+
+async function tryLock(client: PoolClient, key: string): Promise<boolean> {
+  return (await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS locked', [key])).rows[0]?.locked === true;
+}
 
 export async function withLock<T>(ctx: StoreContext, name: string, work: () => Promise<T>): Promise<T> {
   ctx.checkOpen();
@@ -11,7 +19,13 @@ export async function withLock<T>(ctx: StoreContext, name: string, work: () => P
   let out: CheckedOut | undefined;
   try {
     out = await checkout(ctx.pool);
-    await out.client.query('SELECT pg_advisory_lock(hashtext($1))', [key]);
+    // Asked again until free, not waited for in one statement: a statement ends within the
+    // store's query timeout (so a silent network cut is noticed), and a wait that long for a
+    // holder still working (a long backfill) failed the waiter with a store error.
+    for (let delay = 10; !(await tryLock(out.client, key)); delay = Math.min(LOCK_POLL_MAX_MS, delay * 2)) {
+      ctx.checkOpen();
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
   } catch (error) {
     out?.release(error instanceof Error ? error : undefined);
     throw toStoreError(error, `take the lock "${name}"`);
@@ -38,7 +52,7 @@ export async function tryWithLock<T>(ctx: StoreContext, name: string, work: () =
   const { client } = out;
   let locked: boolean;
   try {
-    locked = (await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS locked', [key])).rows[0]?.locked === true;
+    locked = await tryLock(client, key);
   } catch (error) {
     out.release(error instanceof Error ? error : undefined);
     throw toStoreError(error, `take the lock "${name}"`);
