@@ -58,7 +58,10 @@ export async function runOutbound(s: OutboundScenario, seed: number): Promise<Sc
   const dir = mkdtempSync(join(tmpdir(), 'botqueue-reliability-o-'));
   const file = join(dir, 'bq.db');
   const throttled = '5000';
-  const fake = await startFakePlatforms({ delayMs: s.apiDelayMs, chatLimits: { [throttled]: { limit: 2, windowMs: 1_000, retryAfterS: 1 } } });
+  // Stricter than the sender's own pace for a Telegram chat (1 per second): the chat is answered
+  // 429 whatever the timing. At 2 per second it was only when a restarted sender sent a burst,
+  // and a CI run saw none ('the throttled chat was never answered 429').
+  const fake = await startFakePlatforms({ delayMs: s.apiDelayMs, chatLimits: { [throttled]: { limit: 1, windowMs: 2_000, retryAfterS: 1 } } });
   let bq: Botqueue | undefined;
   const senders: SenderProc[] = [];
   const killedTokens = new Set<string>();
