@@ -36,6 +36,14 @@ if (!reportMissing('kafka backend', missing, register)) {
     return bq;
   };
   const namespaceOf = (url: string): string => /[?&]namespace=([^&]+)/.exec(url)![1]!;
+  /** A client on a namespace of its own with `topic` created, and the topic's name in Kafka. */
+  const openTopic = async (topic: string, partitions: number): Promise<{ bq: Botqueue; kafkaTopic: string }> => {
+    const url = factory.url();
+    const bq = await connect(url);
+    clients.push(bq);
+    await bq.createTopic(topic, { partitions });
+    return { bq, kafkaTopic: new KafkaNames(namespaceOf(url)).topic(topic) };
+  };
   after(async () => {
     await Promise.all(clients.map((c) => c.close()));
     await factory.cleanup();
@@ -45,12 +53,8 @@ if (!reportMissing('kafka backend', missing, register)) {
 
   describe('kafka backend', () => {
     test('a message from a plain kafkajs producer (default partitioner) is handled on the partition botqueue computes for its key', async () => {
-      const url = factory.url();
-      const bq = await connect(url);
-      clients.push(bq);
       const partitions = 7;
-      await bq.createTopic('plain', { partitions });
-      const kafkaTopic = new KafkaNames(namespaceOf(url)).topic('plain');
+      const { bq, kafkaTopic } = await openTopic('plain', partitions);
       const producer = kafka.producer({ allowAutoTopicCreation: false });
       await producer.connect();
       const keys = Array.from({ length: 40 }, (_, i) => `chat:${i * 7919}`);
@@ -75,11 +79,7 @@ if (!reportMissing('kafka backend', missing, register)) {
     });
 
     test('a plain producer\'s text that is not JSON reaches the handler as a string, and its dead letter holds it as JSON', async () => {
-      const url = factory.url();
-      const bq = await connect(url);
-      clients.push(bq);
-      await bq.createTopic('text', { partitions: 1 });
-      const kafkaTopic = new KafkaNames(namespaceOf(url)).topic('text');
+      const { bq, kafkaTopic } = await openTopic('text', 1);
       const producer = kafka.producer({ allowAutoTopicCreation: false });
       await producer.connect();
       try {
@@ -194,11 +194,7 @@ if (!reportMissing('kafka backend', missing, register)) {
     });
 
     test('offset commits reach the broker in the order their snapshots were taken, even when finding the coordinator is slow', async () => {
-      const url = factory.url();
-      const bq = await connect(url);
-      clients.push(bq);
-      await bq.createTopic('order', { partitions: 1 });
-      const kafkaTopic = new KafkaNames(namespaceOf(url)).topic('order');
+      const { kafkaTopic } = await openTopic('order', 1);
       const cluster = (await loadKafkajs(factory.cluster.bootstraps, 'commit-order')).cluster();
       await cluster.connect();
       try {
