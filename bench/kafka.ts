@@ -45,6 +45,14 @@ const ONLY = process.argv.slice(2).find((a) => a.startsWith('--only='))?.slice('
 if (ONLY !== undefined && ONLY !== 'raw' && ONLY !== 'botqueue') throw new Error('bench: --only must be raw or botqueue');
 const SIDES = (['raw', 'botqueue'] as const).filter((side) => ONLY === undefined || side === ONLY);
 const MESSAGES = flag('messages', 20_000);
+/**
+ * --handler-ms=N: each handler awaits N ms before recording (0, a no-op, by default): what a bot
+ * calling an API runs. Raw kafkajs then has 8 messages in flight (one per partition, kafkajs's
+ * model), botqueue its `concurrency` (32) keys.
+ */
+const HANDLER_MS = Number(process.argv.slice(2).find((a) => a.startsWith('--handler-ms='))?.slice('--handler-ms='.length) ?? process.env.BENCH_HANDLER_MS ?? 0);
+if (!Number.isFinite(HANDLER_MS) || HANDLER_MS < 0) throw new Error('bench: --handler-ms must be a number >= 0');
+const work = (): Promise<void> | undefined => (HANDLER_MS > 0 ? new Promise((resolve) => setTimeout(resolve, HANDLER_MS)) : undefined);
 const PARTITIONS = 8;
 const KEYS = 1_000;
 const BATCH = 1_000;
@@ -131,10 +139,10 @@ async function raw(cluster: MockKafkaCluster, run: string): Promise<Result> {
     consumer.on(consumer.events.GROUP_JOIN, () => assigned());
     await consumer.run({
       partitionsConsumedConcurrently: PARTITIONS,
-      eachMessage: ({ message }) => {
+      eachMessage: async ({ message }) => {
         const value = JSON.parse(message.value!.toString()) as { key: string; n: number };
+        await work();
         tally.record(value.key, value.n, Number(message.timestamp));
-        return Promise.resolve();
       },
     });
     await ready;
@@ -157,7 +165,12 @@ async function botqueue(cluster: MockKafkaCluster, run: string): Promise<Result>
   try {
     await bq.createTopic('bench', { partitions: PARTITIONS });
     await bq.broker.ensureGroup('bench', 'g');
-    const worker = bq.worker<{ key: string; n: number }>('bench', (m) => tally.record(m.payload.key, m.payload.n, m.publishedAt), { group: 'g', concurrency: 32, leaseMs: 10_000 });
+    const worker = bq.worker<{ key: string; n: number }>('bench', HANDLER_MS > 0
+      ? async (m) => {
+          await work();
+          tally.record(m.payload.key, m.payload.n, m.publishedAt);
+        }
+      : (m) => tally.record(m.payload.key, m.payload.n, m.publishedAt), { group: 'g', concurrency: 32, leaseMs: 10_000 });
     await worker.ready;
     // Timed from the same point as raw (its consumer has its assignment): the worker owns every partition.
     while (worker.ownedPartitions.length < PARTITIONS) await new Promise((resolve) => setTimeout(resolve, 5));
@@ -179,7 +192,7 @@ const cluster = await MockKafkaCluster.start();
 registerTopicCreator(cluster.bootstraps, (name, partitions) => cluster.createTopic(name, partitions));
 const results: Record<'raw' | 'botqueue', Result[]> = { raw: [], botqueue: [] };
 try {
-  progress(`bench:kafka — ${fmtInt(MESSAGES)} messages, ${PARTITIONS} partitions, ${KEYS} keys, ${RUNS} runs (+1 warm-up) on the mock cluster ${cluster.bootstraps.join(',')}`);
+  progress(`bench:kafka — ${fmtInt(MESSAGES)} messages, ${PARTITIONS} partitions, ${KEYS} keys, handlers ${HANDLER_MS > 0 ? `awaiting ${HANDLER_MS} ms` : 'no-op'}, ${RUNS} runs (+1 warm-up) on the mock cluster ${cluster.bootstraps.join(',')}`);
   for (let run = 0; run <= RUNS; run++) {
     for (const side of SIDES) {
       const result = side === 'raw' ? await raw(cluster, `r${run}`) : await botqueue(cluster, `r${run}`);
